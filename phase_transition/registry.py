@@ -1,0 +1,129 @@
+"""The Experiment record and the registry of named experiments.
+
+An experiment is everything the sweep engine needs to know, and nothing more:
+
+* a name, a one-line description and a longer doc;
+* ``grid``: the default (paper-scale) grid, ``{parameter: [values]}``; the
+  engine sweeps the cartesian product of these lists, times ``trials``;
+* ``quick_grid``: a small grid for tests and the quick report (same keys);
+* ``params``: fixed parameters with their default values (their types are the
+  types of the defaults: ``--set key=value`` is parsed to that type);
+* ``quick_params``: overrides of ``params`` for the quick run;
+* ``run(tasks)``: the one place where mathematics meets the engine.  It gets a
+  list of :class:`Task` (all grid points and trials of one chunk) and returns
+  one ``dict`` of metrics per task, in the same order.  It is expected to batch
+  the tasks into one solver call.  It may raise: the engine then re-runs the
+  tasks one at a time to find and record the failing ones;
+* ``chunk_by``: the grid keys whose values define a chunk; tasks whose grid
+  points agree on them run in one ``run`` call (``None``: one chunk per grid
+  point, holding all its trials);
+* ``plot(table, config)``: the figure (a :class:`matplotlib.figure.Figure`);
+* ``summarize(table, config)``: a small dict of headline numbers for the report;
+* ``validate(config)``: raises ``ValueError`` on bad parameter values before
+  anything runs.
+
+Experiments register themselves at import with :func:`register`; the modules in
+``phase_transition/experiments/`` are imported on first use of the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Task", "Experiment", "register", "get_experiment", "list_experiments"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One grid point and trial handed to ``Experiment.run``.
+
+    ``params`` holds the grid values of this point merged over the fixed
+    parameters (so ``run`` reads every parameter from one dict); ``seed`` is the
+    trial's integer seed (derived by the engine from the sweep's SeedSequence,
+    independent of chunking and worker count).
+    """
+
+    params: Mapping[str, Any]
+    trial: int
+    seed: int
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A fresh generator for this trial: ``numpy.random.default_rng(seed)``."""
+        return np.random.default_rng(self.seed)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    run: Callable[[Sequence[Task]], list[dict]]
+    grid: Mapping[str, Sequence[Any]]
+    quick_grid: Mapping[str, Sequence[Any]]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    quick_params: Mapping[str, Any] = field(default_factory=dict)
+    trials: int = 20
+    quick_trials: int = 5
+    chunk_by: tuple[str, ...] | None = None
+    plot: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    summarize: Callable[[Any, Mapping[str, Any]], dict] | None = None
+    validate: Callable[[Mapping[str, Any]], None] | None = None
+    doc: str = ""
+    family: str = ""
+
+    def __post_init__(self):
+        if set(self.grid) != set(self.quick_grid):
+            raise ValueError(f"experiment {self.name}: grid and quick_grid must have the same keys")
+        overlap = set(self.grid) & set(self.params)
+        if overlap:
+            raise ValueError(f"experiment {self.name}: {sorted(overlap)} are both grid keys and fixed params")
+        unknown = set(self.quick_params) - set(self.params)
+        if unknown:
+            raise ValueError(f"experiment {self.name}: quick_params {sorted(unknown)} are not params")
+        if self.chunk_by is not None and not set(self.chunk_by) <= set(self.grid):
+            raise ValueError(f"experiment {self.name}: chunk_by must name grid keys")
+
+
+_REGISTRY: dict[str, Experiment] = {}
+_LOADED = False
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Add ``experiment`` to the registry (a name may be registered once)."""
+    if experiment.name in _REGISTRY and _REGISTRY[experiment.name] is not experiment:
+        raise ValueError(f"an experiment named {experiment.name!r} is already registered")
+    _REGISTRY[experiment.name] = experiment
+    return experiment
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from . import experiments
+
+    for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{experiments.__name__}.{info.name}")
+
+
+def get_experiment(name: str) -> Experiment:
+    """The registered experiment called ``name`` (``ValueError`` listing the known names otherwise)."""
+    if isinstance(name, Experiment):
+        return name
+    _load_all()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def list_experiments() -> list[Experiment]:
+    """All registered experiments, sorted by name."""
+    _load_all()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
