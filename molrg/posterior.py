@@ -153,31 +153,27 @@ def _softmax(xp, logits):
 
 def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
     xp, U, dims, logw, x, s, sg, out_dtype = _prepare(bases, log_weights, x, scale, sigma)
-    proj = (x[..., None, :] @ U)[..., 0, :]  # U^T x, (..., D)
+    proj = x @ U  # rows of U^T x, (..., M, D): a batch of bases (..., n, D) pairs with x (..., M, n)
     logits = _logits(xp, proj, dims, logw, s, sg, noise_var)
     if want == "logits":
         return _cast(xp, logits, out_dtype)
     w = _softmax(xp, logits)
     if want == "weights":
         return _cast(xp, w, out_dtype)
+    # Both outputs are  factor * [ (g_par - g_perp) sum_k w_k P_k x + g_perp x ]  with
+    #   mean:  g = lam / (lam + v),  factor = 1 / s
+    #   score: g = 1 / (lam + v),    factor = -1 / s^2   (Tweedie, without cancellation)
     var = (sg * sg)[..., None]
     lam_par, lam_perp = 1.0 + noise_var, noise_var
     if want == "mean":
-        # (1/s) [ (lam_par/(lam_par+v) - lam_perp/(lam_perp+v)) sum_k w_k P_k x + lam_perp/(lam_perp+v) x ]
-        a_par = lam_par / (lam_par + var)
-        a_perp = lam_perp / (lam_perp + var)
-        coef_proj = _cast(xp, _expand_weights(xp, w, dims) * (a_par - a_perp), out_dtype)
-        rec = ((proj * coef_proj)[..., None, :] @ _mT(xp, U))[..., 0, :]
-        return _cast(xp, (rec + _cast(xp, a_perp, out_dtype) * x) / _cast(xp, s[..., None], out_dtype), out_dtype)
-    if want == "score":
-        # -(1/s^2) [ (1/(lam_par+v) - 1/(lam_perp+v)) sum_k w_k P_k x + x/(lam_perp+v) ]
-        b_par = 1.0 / (lam_par + var)
-        b_perp = 1.0 / (lam_perp + var)
-        coef_proj = _cast(xp, _expand_weights(xp, w, dims) * (b_par - b_perp), out_dtype)
-        rec = ((proj * coef_proj)[..., None, :] @ _mT(xp, U))[..., 0, :]
-        s2 = _cast(xp, (s * s)[..., None], out_dtype)
-        return _cast(xp, -(rec + _cast(xp, b_perp, out_dtype) * x) / s2, out_dtype)
-    raise ValueError(f"unknown quantity {want!r}")  # pragma: no cover - internal
+        g_par, g_perp, factor = lam_par / (lam_par + var), lam_perp / (lam_perp + var), 1.0 / s[..., None]
+    elif want == "score":
+        g_par, g_perp, factor = 1.0 / (lam_par + var), 1.0 / (lam_perp + var), -1.0 / (s * s)[..., None]
+    else:  # pragma: no cover - internal
+        raise ValueError(f"unknown quantity {want!r}")
+    coef_proj = _cast(xp, _expand_weights(xp, w, dims) * (g_par - g_perp), out_dtype)
+    rec = (proj * coef_proj) @ _mT(xp, U)
+    return _cast(xp, (rec + _cast(xp, g_perp, out_dtype) * x) * _cast(xp, factor, out_dtype), out_dtype)
 
 
 def _mT(xp, U):
@@ -194,8 +190,10 @@ def _cast(xp, a, dtype):
 def posterior_weights_from_bases(bases: Sequence[Any], log_weights, x_t, scale, sigma, noise_var: float = 0.0):
     """Posterior component weights ``w_k(x_t)`` for explicit bases, shape ``x_t.shape[:-1] + (K,)``.
 
-    ``bases``: sequence of ``(..., n, d_k)`` arrays or tensors (leading axes broadcast
-    against those of ``x_t[..., None, :]``); ``log_weights``: ``log pi_k``, shape ``(K,)``.
+    ``bases``: sequence of ``(..., n, d_k)`` arrays or tensors. Points multiply the bases
+    as a matrix of rows, ``x_t @ U``: ``x_t`` of shape ``(M, n)`` or ``(n,)`` with unbatched
+    bases, or ``(B, M, n)`` with bases ``(B, n, d_k)`` (one set of bases per problem, the
+    layout of batched training). ``log_weights``: ``log pi_k``, shape ``(K,)``.
     """
     return _posterior(bases, log_weights, x_t, scale, sigma, noise_var, "weights")
 
