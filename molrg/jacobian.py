@@ -1,0 +1,245 @@
+r"""Jacobians of denoisers and their numerical rank along sampling trajectories (SPEC A9; paper Lemma 2).
+
+For a MoLRG the closed-form posterior mean is
+``E[x_0|x_t] = c_t/s_t sum_k w_k(x_t) P_k x_t``, whose Jacobian is
+``c_t/s_t sum_k P_k (w_k I + x_t grad w_k^T)``: its range lies in
+``span(U_1, ..., U_K)``, so ``rank <= sum_k d_k`` at every noise level (Lemma 2).
+At high SNR ``1/sigma^2`` the weights are one-hot and the Jacobian is
+``c_t/s_t P_k``: rank ``d_k`` of the component the point sits on.
+
+The *numerical rank* counts singular values above ``rtol`` times the largest
+(default ``rtol = 1e-3``, SPEC A9; the paper's eq. 46).  The rank ratio is the rank
+divided by the ambient dimension ``n``, plotted against ``SNR = 1/sigma_t^2``
+along the trajectories of a deterministic sampler (the paper's Figure 3).
+
+Jacobians use ``torch.func``: ``jacrev`` (reverse mode, vectorized over the ``n``
+cotangents with ``vmap``) of either
+
+* ``method="rowsum"`` (default): ``x -> sum over rows of denoise(x)``.  A denoiser
+  acts row by row, so ``d/dx_j`` of the row sum is row ``j``'s own Jacobian: ``n``
+  batched backward passes give every point's Jacobian, for any leading shape
+  (ensembles included) and any per-point ``sigma``;
+* ``method="vmap"``: ``vmap(jacrev(point -> denoise(point[None])[0]))``, one point at
+  a time (``sigma`` must then be a scalar; the denoiser must be vmap-compatible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .sampling import SAMPLERS, _check_sigmas, get_sigmas_karras
+from .utils import check_choice, check_int, check_random_state, check_real, is_torch, torch_generator
+
+__all__ = ["denoiser_jacobian", "numerical_rank", "RankTrajectory", "rank_along_trajectory"]
+
+
+def denoiser_jacobian(denoise: Callable, x, scale=1.0, sigma=1.0, *, method: str = "rowsum"):
+    """Jacobian ``d denoise(x, scale, sigma) / d x`` at every point of a batch.
+
+    Parameters
+    ----------
+    denoise : callable ``denoise(x, scale, sigma)``
+        Any torch-differentiable denoiser acting row by row (closed form, bases,
+        empirical, MLP).
+    x : tensor or array ``(..., n)``
+        Points (numpy inputs are converted to float64 tensors).
+    scale, sigma : float or array over the leading axes of ``x``
+    method : {"rowsum", "vmap"}, default "rowsum"
+        See the module docstring.
+
+    Returns
+    -------
+    tensor ``(..., n, n)``
+        ``J[..., a, b] = d D_a / d x_b``, same dtype as ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from molrg import MoLRG
+    >>> from molrg.sampling import closed_form_denoiser
+    >>> m = MoLRG.random(6, [2], random_state=0)
+    >>> J = denoiser_jacobian(closed_form_denoiser(m), torch.randn(3, 6, dtype=torch.float64), 1.0, 1.0)
+    >>> torch.allclose(J[0], 0.5 * torch.as_tensor(m.projectors()[0]))
+    True
+    """
+    import torch
+    from torch.func import jacrev, vmap
+
+    check_choice("method", method, ("rowsum", "vmap"))
+    if not is_torch(x):
+        x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    x = x.detach()
+    if x.ndim < 1:
+        raise ValueError(f"x must have shape (..., n), got {tuple(x.shape)}")
+    n = x.shape[-1]
+    batch = tuple(x.shape[:-1])
+    if method == "vmap":
+        if np.ndim(np.asarray(sigma.detach().cpu() if is_torch(sigma) else sigma)) or np.ndim(
+            np.asarray(scale.detach().cpu() if is_torch(scale) else scale)
+        ):
+            raise ValueError("method='vmap' needs scalar scale and sigma; use method='rowsum' for per-point values")
+        flat = x.reshape(-1, n)
+
+        def one(p):
+            return denoise(p[None], scale, sigma)[0]
+
+        J = vmap(jacrev(one))(flat)
+        return J.reshape(batch + (n, n))
+
+    def rowsum(z):
+        return denoise(z, scale, sigma).reshape(-1, n).sum(0)
+
+    J = jacrev(rowsum)(x)  # (n, *batch, n): J[a, ..., b] = d D_a(x_...) / d x_{..., b}
+    return torch.movedim(J, 0, -2)
+
+
+def numerical_rank(J, rtol: float = 1e-3):
+    """Numerical rank: singular values ``> rtol * largest``, over the last two axes (paper eq. 46).
+
+    Parameters
+    ----------
+    J : array or tensor ``(..., m, n)``
+    rtol : float in (0, 1), default 1e-3
+
+    Returns
+    -------
+    int array ``J.shape[:-2]`` (numpy); 0 for an all-zero matrix.
+
+    Examples
+    --------
+    >>> numerical_rank(np.diag([1.0, 1e-2, 1e-5]))
+    array(2)
+    """
+    rtol = check_real("rtol", rtol, low=0.0, high=1.0, low_open=True, high_open=True)
+    if is_torch(J):
+        import torch
+
+        sv = torch.linalg.svdvals(J.detach().to(torch.float64)).cpu().numpy()
+    else:
+        J = np.asarray(J, dtype=np.float64)
+        if J.ndim < 2:
+            raise ValueError(f"J must have at least 2 axes, got shape {J.shape}")
+        sv = np.linalg.svd(J, compute_uv=False)
+    top = sv[..., :1]
+    return np.asarray(((sv > rtol * top) & (top > 0)).sum(-1))
+
+
+@dataclass
+class RankTrajectory:
+    """Numerical Jacobian ranks along sampling trajectories (:func:`rank_along_trajectory`).
+
+    Attributes
+    ----------
+    sigma : array ``(S,)``
+        The positive noise levels visited (decreasing).
+    snr : array ``(S,)``
+        ``1 / sigma^2``.
+    ranks : int array ``(S, *batch)``
+        Numerical rank at each level and trajectory.
+    n : int
+        Ambient dimension.
+    samples : array ``(*batch, n)``
+        The trajectories' end points.
+    points : array ``(S, *batch, n)`` or None
+        The visited points (kept when ``keep_points=True``).
+    """
+
+    sigma: np.ndarray
+    snr: np.ndarray
+    ranks: np.ndarray
+    n: int
+    samples: np.ndarray
+    points: np.ndarray | None = None
+
+    @property
+    def rank_ratio(self) -> np.ndarray:
+        """Mean rank over trajectories divided by ``n``, shape ``(S,)``."""
+        return self.ranks.reshape(self.ranks.shape[0], -1).mean(1) / self.n
+
+
+def rank_along_trajectory(
+    denoise: Callable,
+    x_T=None,
+    *,
+    n: int | None = None,
+    n_samples: int = 16,
+    sigmas=None,
+    n_steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    solver: str = "heun",
+    rtol: float = 1e-3,
+    keep_points: bool = False,
+    random_state: Any = None,
+    dtype=None,
+    device: Any = "cpu",
+) -> RankTrajectory:
+    """Numerical rank of the denoiser's Jacobian along sampling trajectories (SPEC A9, paper Fig. 3).
+
+    At each positive level ``sigma_i`` of the grid the sampler visits ``x_i``; the
+    Jacobian of ``denoise(., 1, sigma_i)`` at ``x_i`` is taken (:func:`denoiser_jacobian`)
+    and its numerical rank counted (:func:`numerical_rank`).
+
+    Parameters
+    ----------
+    denoise : callable ``denoise(x, scale, sigma)``
+    x_T : tensor ``(..., n)``, optional
+        Starting points at ``sigmas[0]``; drawn as ``sigma_max z`` (``n_samples`` of them) if omitted.
+    n : int
+        Ambient dimension (needed when ``x_T`` is omitted).
+    sigmas, n_steps, sigma_min, sigma_max, rho, solver
+        The grid and sampler (default: EDM's 18-step Heun).
+    rtol : float, default 1e-3
+        Relative threshold of the numerical rank.
+    keep_points : bool
+        Keep the visited points in the result.
+    random_state : None, int, numpy Generator
+        Starting noise (and DDPM noise).
+    dtype, device : default float64 on CPU.
+
+    Returns
+    -------
+    RankTrajectory
+    """
+    import torch
+
+    check_choice("solver", solver, SAMPLERS)
+    if sigmas is None:
+        sigmas = get_sigmas_karras(check_int("n_steps", n_steps, low=1), sigma_min, sigma_max, rho)
+    sig = _check_sigmas(sigmas)
+    rng = check_random_state(random_state)
+    dtype = torch.float64 if dtype is None else dtype
+    if x_T is None:
+        n = check_int("n", n, low=1)
+        n_samples = check_int("n_samples", n_samples, low=1)
+        gen = torch_generator(rng, device=device)
+        x_T = torch.randn((n_samples, n), generator=gen, dtype=dtype, device=device) * float(sig[0])
+    elif not is_torch(x_T):
+        x_T = torch.as_tensor(np.asarray(x_T), dtype=dtype, device=device)
+    n = x_T.shape[-1]
+    rtol = check_real("rtol", rtol, low=0.0, high=1.0, low_open=True, high_open=True)
+    levels, ranks, points = [], [], []
+
+    def callback(info):
+        xi = info["x"].detach()
+        J = denoiser_jacobian(denoise, xi, 1.0, info["sigma"])
+        levels.append(info["sigma"])
+        ranks.append(numerical_rank(J, rtol))
+        if keep_points:
+            points.append(xi.cpu().numpy())
+
+    kw = {"random_state": rng} if solver == "ddpm" else {}
+    out = SAMPLERS[solver](denoise, x_T, sig, callback=callback, **kw)
+    sigma = np.asarray(levels)
+    return RankTrajectory(
+        sigma=sigma,
+        snr=1.0 / sigma**2,
+        ranks=np.stack(ranks),
+        n=int(n),
+        samples=out.detach().cpu().numpy(),
+        points=np.stack(points) if keep_points else None,
+    )

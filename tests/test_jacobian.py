@@ -1,0 +1,112 @@
+"""Jacobian of denoisers and its numerical rank (molrg.jacobian; SPEC A9, paper Lemma 2)."""
+
+import numpy as np
+import pytest
+import torch
+
+from molrg import MoLRG
+from molrg.jacobian import denoiser_jacobian, numerical_rank, rank_along_trajectory
+from molrg.mlp import MLPDenoiser
+from molrg.sampling import closed_form_denoiser, empirical_denoiser
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MoLRG.random(24, [3, 5, 4], weights=[0.3, 0.3, 0.4], random_state=7)
+
+
+def _finite_difference(D, x, sigma, h=1e-6):
+    n = x.shape[-1]
+    cols = []
+    for b in range(n):
+        e = torch.zeros(n, dtype=x.dtype)
+        e[b] = h
+        cols.append((D(x + e, 1.0, sigma) - D(x - e, 1.0, sigma)) / (2 * h))
+    return torch.stack(cols, -1)
+
+
+@pytest.mark.parametrize("which", ["closed_form", "empirical", "mlp"])
+def test_jacobian_matches_finite_differences_and_methods_agree(model, which):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 24, generator=g, dtype=torch.float64) * 1.5
+    if which == "closed_form":
+        D = closed_form_denoiser(model)
+    elif which == "empirical":
+        D = empirical_denoiser(model.sample(15, random_state=1)[0])
+    else:
+        D = MLPDenoiser(24, width=16, depth=2, random_state=2, dtype=torch.float64)
+    J = denoiser_jacobian(D, x, 1.0, 0.8)
+    assert J.shape == (4, 24, 24) and J.dtype == torch.float64
+    torch.testing.assert_close(J, _finite_difference(D, x, 0.8), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(J, denoiser_jacobian(D, x, 1.0, 0.8, method="vmap"), rtol=1e-10, atol=1e-12)
+
+
+def test_jacobian_per_point_sigma_and_batch_axes(model):
+    D = closed_form_denoiser(model)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 24, generator=g, dtype=torch.float64)
+    sig = torch.tensor([[0.1, 1.0, 10.0], [0.5, 2.0, 0.05]], dtype=torch.float64)
+    J = denoiser_jacobian(D, x, 1.0, sig)
+    assert J.shape == (2, 3, 24, 24)
+    for i in range(2):
+        for j in range(3):
+            Jij = denoiser_jacobian(D, x[i, j][None], 1.0, float(sig[i, j]), method="vmap")[0]
+            torch.testing.assert_close(J[i, j], Jij, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="method='vmap' needs scalar"):
+        denoiser_jacobian(D, x, 1.0, sig, method="vmap")
+    with pytest.raises(ValueError, match="method must be one of"):
+        denoiser_jacobian(D, x, 1.0, 1.0, method="forward")
+
+
+def test_numerical_rank():
+    J = np.diag([2.0, 1.0, 1e-2, 1.9e-3, 1e-9])
+    assert numerical_rank(J) == 3  # 1.9e-3 < 1e-3 * 2
+    assert numerical_rank(J, rtol=1e-4) == 4
+    assert numerical_rank(torch.as_tensor(np.stack([J, np.zeros((5, 5))]))).tolist() == [3, 0]
+    with pytest.raises(ValueError, match=r"rtol must be finite and in \(0.0, 1.0\)"):
+        numerical_rank(J, rtol=0.0)
+    with pytest.raises(ValueError, match="J must have at least 2 axes"):
+        numerical_rank(np.ones(3))
+
+
+def test_lemma2_closed_form_rank_along_trajectories(model):
+    """rank <= sum_k d_k at every SNR of the grid; rank d_k of the nearest component at high SNR."""
+    traj = rank_along_trajectory(closed_form_denoiser(model), n=24, n_samples=24, random_state=4)
+    bound = sum(model.dims)
+    assert traj.ranks.shape == (18, 24)
+    assert traj.ranks.max() <= bound
+    assert traj.ranks[0].min() == bound  # low SNR: weights near uniform, every subspace seen
+    X = traj.samples
+    res = np.stack([np.linalg.norm(X - (X @ U) @ U.T, axis=1) for U in model.bases], 1)
+    nearest = np.asarray(model.dims)[res.argmin(1)]
+    np.testing.assert_array_equal(traj.ranks[-1], nearest)
+    np.testing.assert_allclose(traj.snr, 1.0 / traj.sigma**2)
+    assert traj.rank_ratio[-1] == pytest.approx(nearest.mean() / 24)
+    # high SNR at points near the data (not only trajectory end points)
+    Xd, labels = model.sample(30, random_state=5)
+    g = np.random.default_rng(6)
+    for sigma in (1e-3, 1e-2):
+        xt = torch.as_tensor(Xd + sigma * g.standard_normal(Xd.shape))
+        r = numerical_rank(denoiser_jacobian(closed_form_denoiser(model), xt, 1.0, sigma))
+        np.testing.assert_array_equal(r, np.asarray(model.dims)[labels])
+
+
+def test_lemma2_holds_on_random_points_all_snr(model):
+    D = closed_form_denoiser(model)
+    g = torch.Generator().manual_seed(8)
+    for sigma in np.logspace(-3, 3, 13):
+        x = torch.randn(20, 24, generator=g, dtype=torch.float64) * np.sqrt(1 + sigma**2)
+        assert numerical_rank(denoiser_jacobian(D, x, 1.0, float(sigma))).max() <= sum(model.dims)
+
+
+def test_empirical_denoiser_rank_collapses_at_high_snr():
+    m = MoLRG.random(10, [2, 2], random_state=0)
+    X, _ = m.sample(12, random_state=1)
+    traj = rank_along_trajectory(empirical_denoiser(X), n=10, n_samples=8, random_state=2)
+    # range within the span of differences of training points: rank <= N - 1
+    assert traj.ranks.max() <= min(10, 12 - 1)
+    assert np.median(traj.ranks[-1]) == 0  # memorizing: locally constant near a training point
+    # near a training point the Jacobian (w-covariance of the training points / sigma^2) vanishes
+    xt = torch.as_tensor(X + 1e-4 * np.random.default_rng(3).standard_normal(X.shape))
+    J = denoiser_jacobian(empirical_denoiser(X), xt, 1.0, 1e-3)
+    assert torch.linalg.matrix_norm(J, ord=2).max() < 1e-6
