@@ -1,0 +1,177 @@
+"""Benchmark: the molrg-kss K = 2 panel, batched K-subspaces vs a per-problem loop (issue 4).
+
+Panel (defaults): n = 48, K = 2, d in 1..8, N on a grid from 1 to 4 K d_max = 64,
+20 trials per cell, noiseless orthogonal MoLRG, spectral init.  The SAME
+algorithm runs twice:
+
+* batched: one :func:`molrg.k_subspaces_batch` call per d over all N and trials
+  (padding rows masked);
+* loop: :func:`molrg.k_subspaces_batch` with B = 1, problem by problem.
+
+Both use per-problem seeds, so the two give the same bases; the script checks
+that the success tables agree.  The spectral start calls scikit-learn once per
+problem and per ``q`` in both modes; its time is measured separately (the
+wall time split: spectral labels / rest).  Then it compares success rates with
+the oracle (PCA of the true clusters) per d, and the success of several ``q``
+choices for the spectral start.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_kss.py [--trials 20] [--n-step 2] [--skip-q]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import molrg
+from molrg import solvers
+
+_SPECTRAL_TIME = [0.0, 0]
+_orig_labels = solvers._spectral_labels
+
+
+def _timed_labels(*args, **kwargs):
+    t = time.perf_counter()
+    out = _orig_labels(*args, **kwargs)
+    _SPECTRAL_TIME[0] += time.perf_counter() - t
+    _SPECTRAL_TIME[1] += 1
+    return out
+
+
+solvers._spectral_labels = _timed_labels
+
+
+def make_panel(n, K, ds, Ns, trials, seed):
+    """Data for every (d, N, trial): dict d -> (X (B, Nmax, n), mask, labels, true bases list, N per row, seeds)."""
+    ss = np.random.SeedSequence(seed)
+    panel = {}
+    for d in ds:
+        Xs, ys, Ub, Nb, seeds = [], [], [], [], []
+        for N in Ns:
+            for t in range(trials):
+                child = ss.spawn(1)[0]
+                data_seed, solve_seed = child.generate_state(2)
+                model = molrg.MoLRG.random(n, [d] * K, random_state=int(data_seed))
+                X, y = model.sample(N, random_state=int(data_seed) + 1)
+                Xs.append(X)
+                ys.append(y)
+                Ub.append(model.bases)
+                Nb.append(N)
+                seeds.append(int(solve_seed))
+        B, Nmax = len(Xs), max(Ns)
+        Xp = np.zeros((B, Nmax, n))
+        mask = np.zeros((B, Nmax), bool)
+        lab = np.full((B, Nmax), -1)
+        for b, (X, y) in enumerate(zip(Xs, ys)):
+            Xp[b, : len(X)] = X
+            mask[b, : len(X)] = True
+            lab[b, : len(X)] = y
+        true = [np.stack([U[k] for U in Ub]) for k in range(K)]
+        panel[d] = (Xp, mask, lab, true, np.array(Nb), seeds)
+    return panel
+
+
+def success_table(panel, results, Ns, tau=0.5):
+    """dict d -> success rate per N (array)."""
+    out = {}
+    for d, (X, mask, lab, true, Nb, seeds) in panel.items():
+        err = molrg.subspace_error_batch(results[d], true)
+        ok = molrg.success(err, tau)
+        out[d] = np.array([ok[Nb == N].mean() for N in Ns])
+    return out
+
+
+def run_batched(panel, K, q=None):
+    res, t0 = {}, time.perf_counter()
+    for d, (X, mask, lab, true, Nb, seeds) in panel.items():
+        res[d] = molrg.k_subspaces_batch(X, [d] * K, mask=mask, q=q, random_state=seeds).bases
+    return res, time.perf_counter() - t0
+
+
+def run_loop(panel, K, q=None):
+    res, t0 = {}, time.perf_counter()
+    for d, (X, mask, lab, true, Nb, seeds) in panel.items():
+        per = []
+        for b in range(X.shape[0]):
+            N = int(Nb[b])
+            r = molrg.k_subspaces_batch(X[b : b + 1, :N], [d] * K, q=q, random_state=[seeds[b]])
+            per.append(r.bases)
+        res[d] = [np.concatenate([p[k] for p in per]) for k in range(K)]
+    return res, time.perf_counter() - t0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=48)
+    p.add_argument("--K", type=int, default=2)
+    p.add_argument("--d-max", type=int, default=8)
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--n-step", type=int, default=2, help="N grid: 1, then n-step, 2 n-step, ... up to 4 K d_max")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-loop", action="store_true")
+    p.add_argument("--skip-q", action="store_true")
+    a = p.parse_args(argv)
+    K, ds = a.K, list(range(1, a.d_max + 1))
+    Ns = sorted({1, *range(a.n_step, 4 * K * a.d_max + 1, a.n_step)})
+    panel = make_panel(a.n, K, ds, Ns, a.trials, a.seed)
+    nprob = sum(v[0].shape[0] for v in panel.values())
+    print(f"panel: n={a.n} K={K} d=1..{a.d_max} N={Ns[0]}..{Ns[-1]} ({len(Ns)} values) trials={a.trials}: {nprob} problems")
+
+    _SPECTRAL_TIME[:] = [0.0, 0]
+    res_b, t_b = run_batched(panel, K)
+    spec_b = tuple(_SPECTRAL_TIME)
+    print(f"batched: {t_b:8.2f} s  (sklearn spectral labels {spec_b[0]:.2f} s in {spec_b[1]} calls; rest {t_b - spec_b[0]:.2f} s)")
+    succ_b = success_table(panel, res_b, Ns)
+    if not a.skip_loop:
+        _SPECTRAL_TIME[:] = [0.0, 0]
+        res_l, t_l = run_loop(panel, K)
+        spec_l = tuple(_SPECTRAL_TIME)
+        print(f"loop:    {t_l:8.2f} s  (sklearn spectral labels {spec_l[0]:.2f} s in {spec_l[1]} calls; rest {t_l - spec_l[0]:.2f} s)")
+        print(f"ratio loop/batched: end-to-end {t_l / t_b:.2f}x; without the sklearn spectral step "
+              f"{(t_l - spec_l[0]) / (t_b - spec_b[0]):.2f}x")
+        succ_l = success_table(panel, res_l, Ns)
+        same = all(np.array_equal(succ_b[d], succ_l[d]) for d in ds)
+        print(f"batched and loop success tables identical: {same}")
+
+    # oracle
+    succ_o = {}
+    for d, (X, mask, lab, true, Nb, seeds) in panel.items():
+        ok = molrg.success(molrg.subspace_error_batch(molrg.oracle_bases(X, lab, [d] * K), true))
+        succ_o[d] = np.array([ok[Nb == N].mean() for N in Ns])
+
+    tables = {"default": succ_b}
+    if not a.skip_q:
+        for name, q in (("q=d+1", lambda d: d + 1), ("q=0.3N/K", "0.3"), ("q=N/K-1", "NK")):
+            res = {}
+            for d, (X, mask, lab, true, Nb, seeds) in panel.items():
+                if callable(q):
+                    res[d] = molrg.k_subspaces_batch(X, [d] * K, mask=mask, q=q(d), random_state=seeds).bases
+                else:  # per-N q: solve each N group separately (q depends on N)
+                    parts = [None] * X.shape[0]
+                    for N in Ns:
+                        idx = np.flatnonzero(Nb == N)
+                        qq = max(1, round(0.3 * N / K)) if q == "0.3" else max(1, round(N / K) - 1)
+                        r = molrg.k_subspaces_batch(X[idx, :N], [d] * K, q=qq, random_state=[seeds[i] for i in idx])
+                        for j, i in enumerate(idx):
+                            parts[i] = [U[j] for U in r.bases]
+                    res[d] = [np.stack([pp[k] for pp in parts]) for k in range(K)]
+            tables[name] = success_table(panel, res, Ns)
+
+    print("\nsuccess-rate agreement with the oracle per d (cells equal / max |diff| / mean KSS, mean oracle)")
+    header = "d  " + "".join(f"{name:>26s}" for name in tables)
+    print(header)
+    for d in ds:
+        row = f"{d:<3d}"
+        for name, tab in tables.items():
+            diff = np.abs(tab[d] - succ_o[d])
+            row += f"{int((diff == 0).sum()):>6d}/{len(Ns):<3d}{diff.max():5.2f} {tab[d].mean():5.2f} {succ_o[d].mean():5.2f}"
+        print(row)
+    for name, tab in tables.items():
+        worst = max(((d, N, tab[d][i], succ_o[d][i]) for d in ds for i, N in enumerate(Ns)), key=lambda r: abs(r[2] - r[3]))
+        print(f"{name}: worst cell d={worst[0]} N={worst[1]}: KSS {worst[2]:.2f} vs oracle {worst[3]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""Localized DDPM with the DSM-optimal linear score (SPEC B4, paper section 4.1.2, eqs. 4.3-4.6, figure 2).
+
+Schedule :class:`~locality.schedule.DDPMSchedule` (``T`` steps, index
+``k = 0..T-1``).  From ``N`` samples with second-moment matrix
+``Sigma_hat = X^T X / N`` (:func:`empirical_covariance`; the target has mean 0
+and the score ``-P x`` has no bias, so the uncentred moment is exactly what
+denoising score matching fits), the DSM-optimal linear score at step ``k`` is
+``-P_hat_k x`` with
+
+.. math::  \\hat P_k = (\\bar\\alpha_k \\hat\\Sigma + (1 - \\bar\\alpha_k) I)^{-1}   \\quad\\text{(eq. 4.3)}.
+
+:class:`LinearScore` holds the score matrices ``M_k`` of three samplers:
+
+* ``"none"``: ``M_k = P_hat_k`` (eq. 4.4, the non-localized reference);
+* ``"truncate"``: ``M_k = P_hat_k * band_r`` (eq. 4.5);
+* ``"marginal"``: row ``i`` of ``M_k`` is row ``i`` of
+  ``(A_k[S_i, S_i])^{-1}``, ``A_k = alpha_bar_k Sigma_hat + (1 - alpha_bar_k) I``,
+  the minimizer of the localized DSM loss (SPEC B4, Prop. 3.3).
+
+Nothing is inverted per step: one eigendecomposition of ``Sigma_hat`` (``"none"``,
+``"truncate"``) or one batched eigendecomposition of its ``d`` local blocks
+(``"marginal"``) serves all ``T`` steps, since
+``(a S + (1 - a) I)^{-1} = V diag(1 / (a mu + 1 - a)) V^T``.
+
+Backward step: ``x_{k-1} = (x_k - beta_k M_k x_k) / sqrt(alpha_k) + sqrt(beta_k) z``
+from ``x_T ~ N(0, I)`` (:func:`sample_backward`, batched over samples and over
+independent problems).  Everything is linear, so the generated covariance is
+exact by ``C <- B_k C B_k^T + beta_k I``, ``B_k = (I - beta_k M_k) / sqrt(alpha_k)``,
+from ``C = I`` (:func:`generated_covariance`).  The error of eq. 4.6 is
+:func:`relative_covariance_error`, the maps of figure 2 :func:`entrywise_error`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from molrg.utils import check_choice, check_int, check_matrix, check_random_state
+
+from .localization import _rows_to_dense, _window_index, check_radius, window_blocks
+from .precision import band_mask, check_covariance
+from .schedule import DDPMSchedule
+
+__all__ = [
+    "empirical_covariance",
+    "dsm_precision",
+    "LinearScore",
+    "generated_covariance",
+    "sample_backward",
+    "relative_covariance_error",
+    "entrywise_error",
+    "tradeoff_curve",
+    "METHODS",
+]
+
+METHODS = ("none", "truncate", "marginal")
+
+
+# --------------------------------------------------------------------------- data
+def empirical_covariance(X: Any) -> np.ndarray:
+    """Second-moment matrix ``X^T X / N`` of mean-zero data, one sample per row (SPEC B4).
+
+    Parameters
+    ----------
+    X : array of shape (N, d) or (B, N, d)
+        ``N >= 2`` samples (a leading axis for independent data sets).
+
+    Returns
+    -------
+    ndarray of shape (d, d) or (B, d, d), float64.
+    """
+    X = np.asarray(X)
+    if X.ndim not in (2, 3):
+        raise ValueError(f"X must have shape (N, d) or (B, N, d), got shape {X.shape}")
+    X = check_matrix("X", X, ndim=X.ndim, dtype=np.float64)
+    N = X.shape[-2]
+    if N < 2:
+        raise ValueError(f"N (the number of samples, rows of X) must be in [2, inf), got {N}")
+    return np.swapaxes(X, -1, -2) @ X / N
+
+
+def _check_psd(name: str, S: Any) -> np.ndarray:
+    """Symmetric positive semi-definite (an empirical covariance may be singular), stacks allowed."""
+    S = np.asarray(S, dtype=np.float64)
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise ValueError(f"{name} must be square, shape (..., d, d), got shape {S.shape}")
+    if not np.all(np.isfinite(S)):
+        raise ValueError(f"{name} contains NaN or inf")
+    scale = max(float(np.max(np.abs(S))), 1e-300)
+    asym = float(np.max(np.abs(S - np.swapaxes(S, -1, -2))))
+    if asym > 1e-10 * scale:
+        raise ValueError(f"{name} must be symmetric, got max |{name} - {name}^T| = {asym:.3g}")
+    lam_min = float(np.min(np.linalg.eigvalsh(S)))
+    if lam_min < -1e-10 * scale:
+        raise ValueError(f"{name} must be positive semi-definite, got smallest eigenvalue {lam_min:.3g}")
+    return 0.5 * (S + np.swapaxes(S, -1, -2))
+
+
+def dsm_precision(Sigma_hat: Any, alpha_bar: Any) -> np.ndarray:
+    """DSM-optimal precision ``(alpha_bar Sigma_hat + (1 - alpha_bar) I)^{-1}`` (SPEC B4, eq. 4.3).
+
+    ``alpha_bar`` a scalar in ``(0, 1]`` (``< 1`` if ``Sigma_hat`` is singular) or
+    an array of them (one eigendecomposition serves all): shape ``(d, d)`` or
+    ``(n, d, d)``.
+    """
+    S = _check_psd("Sigma_hat", Sigma_hat)
+    if S.ndim != 2:
+        raise ValueError(f"Sigma_hat must have shape (d, d), got shape {S.shape}")
+    a = np.asarray(alpha_bar, dtype=np.float64)
+    if a.ndim > 1 or np.any(~np.isfinite(a)) or np.any(a <= 0) or np.any(a > 1):
+        raise ValueError(f"alpha_bar must be a scalar or 1-d array of values in (0, 1], got {alpha_bar!r}")
+    mu, V = np.linalg.eigh(S)
+    den = a[..., None] * mu + (1.0 - a[..., None])
+    if np.any(den <= 0):
+        raise ValueError("alpha_bar = 1 needs a positive definite Sigma_hat")
+    return (V / den[..., None, :]) @ V.T
+
+
+# --------------------------------------------------------------------------- the score operator
+class LinearScore:
+    """Score matrices ``M_k`` (score ``-M_k x``) of a (localized) DSM-optimal linear score (SPEC B4).
+
+    Parameters
+    ----------
+    Sigma_hat : array of shape (..., d, d)
+        Empirical covariance(s), symmetric positive semi-definite; leading axes
+        are independent problems sharing ``method`` and ``r``.
+    schedule : DDPMSchedule, optional
+        Default ``DDPMSchedule()`` (T = 1000, beta from 1e-4 to 0.02).
+    method : {"none", "truncate", "marginal"}, default "none"
+    r : int, optional
+        Localization radius ``>= 0`` (required unless ``method="none"``;
+        ``r >= d - 1`` is the same as ``"none"``).
+
+    Examples
+    --------
+    >>> from locality.precision import ar1_covariance
+    >>> sc = LinearScore(ar1_covariance(8), method="marginal", r=2)
+    >>> sc.matrix(999).shape
+    (8, 8)
+    """
+
+    def __init__(self, Sigma_hat: Any, *, schedule: DDPMSchedule | None = None, method: str = "none", r: Any = None):
+        S = _check_psd("Sigma_hat", Sigma_hat)
+        self.schedule = DDPMSchedule() if schedule is None else schedule
+        if not isinstance(self.schedule, DDPMSchedule):
+            raise TypeError(f"schedule must be a DDPMSchedule, got {type(self.schedule).__name__}")
+        self.method = check_choice("method", method, METHODS)
+        d = S.shape[-1]
+        if method != "none":
+            if r is None:
+                raise ValueError(f"r must be given for method={method!r}")
+            r = int(check_radius(r))
+        self.r = r
+        self.d = d
+        self.batch_shape = S.shape[:-2]
+        self._alpha_bars = np.asarray(self.schedule.alpha_bars)
+        self._local = method in ("truncate", "marginal") and r < d - 1
+        if method == "marginal" and self._local:
+            blocks = window_blocks(S, r)  # (..., d, w, w)
+            mu, V = np.linalg.eigh(blocks)
+            _, valid, centre = _window_index(d, r)
+            vc = V[..., np.arange(d), centre, :]  # (..., d, w): V[i, c_i, m]
+            # W[i, m, j] = V[i, c_i, m] V[i, j, m] (zero on padded j): row c_i of the local inverse
+            self._W = vc[..., :, None] * np.swapaxes(V, -1, -2) * valid[:, None, :]
+            self._mu = mu
+        else:
+            mu, V = np.linalg.eigh(S)
+            self._mu, self._V = mu, V
+            if self._local:  # truncate: W[i, m, j] = V[i, m] V[pos_ij, m], the band of V g V^T
+                pos, valid, _ = _window_index(d, r)
+                Vp = V[..., np.minimum(pos, d - 1), :]  # (..., d, w, m)
+                self._W = V[..., :, :, None] * np.swapaxes(Vp, -1, -2) * valid[:, None, :]
+
+    @property
+    def T(self) -> int:
+        return self.schedule.T
+
+    def spectrum(self, k: Any) -> np.ndarray:
+        """``1 / (alpha_bar_k mu + 1 - alpha_bar_k)``: eigenvalues of ``P_hat_k`` (or of the local inverses).
+
+        Shape ``mu.shape`` for a scalar ``k``; for an array of ``K`` steps the step axis comes
+        right before the last axis.
+        """
+        a = self._alpha_bars[k]
+        if np.ndim(a) == 0:
+            return 1.0 / (a * self._mu + (1.0 - a))
+        a = a[:, None]
+        return 1.0 / (a * self._mu[..., None, :] + (1.0 - a))
+
+    def matrices(self, k_lo: int, k_hi: int) -> np.ndarray:
+        """``M_k`` for ``k_lo <= k < k_hi``, shape ``(..., K, d, d)``.
+
+        The localized rows of all steps of the chunk come from one batched
+        product with the precomputed factors (no per-step solve).
+        """
+        k_lo = check_int("k_lo", k_lo, low=0, high=self.T - 1)
+        k_hi = check_int("k_hi", k_hi, low=k_lo + 1, high=self.T)
+        ks = np.arange(k_lo, k_hi)
+        if self._local:
+            if self.method == "marginal":
+                G = self.spectrum(ks)  # (..., d, K, w)
+            else:
+                G = self.spectrum(ks)[..., None, :, :]  # (..., 1, K, d)
+            rows = np.swapaxes(G @ self._W, -2, -3)  # (..., K, d, w)
+            return _rows_to_dense(rows, self.r)
+        g = self.spectrum(ks)  # (..., K, d)
+        V = self._V[..., None, :, :]
+        return (V * g[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+    def matrix(self, k: int) -> np.ndarray:
+        """``M_k``, shape ``(..., d, d)``, for step index ``k`` in ``[0, T - 1]``."""
+        k = check_int("k", k, low=0, high=self.T - 1)
+        return self.matrices(k, k + 1)[..., 0, :, :]
+
+    def chunks(self, size: int = 50):
+        """Yield ``(k, M_k)`` for ``k = T-1, ..., 0`` (backward order), computed ``size`` steps at a time."""
+        for hi in range(self.T, 0, -size):
+            lo = max(0, hi - size)
+            M = self.matrices(lo, hi)
+            for j in range(hi - lo - 1, -1, -1):
+                yield lo + j, M[..., j, :, :]
+
+    @property
+    def symmetric_none(self) -> bool:
+        """True when every ``M_k`` is a function of ``Sigma_hat`` (method "none" or r >= d - 1)."""
+        return not self._local
+
+
+# --------------------------------------------------------------------------- samplers
+def generated_covariance(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
+    """Exact covariance of the backward chain's output (SPEC B4): ``C <- B C B^T + beta I`` from ``C = I``.
+
+    For the non-localized score all ``B_k`` share the eigenvectors of
+    ``Sigma_hat`` and the recursion runs on the eigenvalues, ``O(T d)``;
+    otherwise two ``d x d`` products per step, batched over the leading axes.
+
+    Returns
+    -------
+    ndarray of shape (..., d, d)
+    """
+    if not isinstance(score, LinearScore):
+        raise TypeError(f"score must be a LinearScore, got {type(score).__name__}")
+    chunk = check_int("chunk", chunk, low=1)
+    sch = score.schedule
+    betas, alphas = np.asarray(sch.betas), np.asarray(sch.alphas)
+    d = score.d
+    if score.symmetric_none:
+        c = np.ones(score.batch_shape + (d,))
+        for k in range(sch.T - 1, -1, -1):
+            b = (1.0 - betas[k] * score.spectrum(k)) / np.sqrt(alphas[k])
+            c = b * b * c + betas[k]
+        V = score._V
+        C = (V * c[..., None, :]) @ np.swapaxes(V, -1, -2)
+        return 0.5 * (C + np.swapaxes(C, -1, -2))
+    # Unrolled: C_0 = sum_k beta_k Phi_k Phi_k^T + Phi_T Phi_T^T, Phi_k = B_0 ... B_{k-1}.
+    # With Phi_k = Psi_k / sqrt(alpha_bar_{k-1}):  Psi_{k+1} = Psi_k (I - beta_k M_k), one
+    # product per step; the sum is accumulated chunk by chunk as one wide product F F^T.
+    inv_abar = 1.0 / np.concatenate([[1.0], np.asarray(sch.alpha_bars)])  # 1/alpha_bar_{k-1}, k = 0..T
+    Psi = np.broadcast_to(np.eye(d), score.batch_shape + (d, d)).copy()
+    acc = np.zeros_like(Psi)
+    for lo in range(0, sch.T, chunk):
+        hi = min(sch.T, lo + chunk)
+        M = score.matrices(lo, hi) * (-betas[lo:hi])[:, None, None]
+        K = hi - lo
+        store = np.empty(M.shape)
+        for j in range(K):
+            store[..., j, :, :] = Psi
+            Psi = Psi + Psi @ M[..., j, :, :]
+        store *= np.sqrt(betas[lo:hi] * inv_abar[lo:hi])[:, None, None]
+        F = np.swapaxes(store, -3, -2).reshape(score.batch_shape + (d, K * d))
+        acc += F @ np.swapaxes(F, -1, -2)
+    C = acc + inv_abar[sch.T] * (Psi @ np.swapaxes(Psi, -1, -2))
+    return 0.5 * (C + np.swapaxes(C, -1, -2))
+
+
+def sample_backward(score: LinearScore, n_samples: int, *, random_state: Any = None) -> np.ndarray:
+    """Samples of the (localized) DDPM backward chain, shape ``(..., n_samples, d)`` (SPEC B4, eqs. 4.4-4.5).
+
+    ``x_T ~ N(0, I)``; ``x_{k-1} = (x_k - beta_k M_k x_k) / sqrt(alpha_k) + sqrt(beta_k) z``
+    for ``k = T-1, ..., 0``, all samples and problems at once.
+    """
+    if not isinstance(score, LinearScore):
+        raise TypeError(f"score must be a LinearScore, got {type(score).__name__}")
+    n = check_int("n_samples", n_samples, low=1)
+    rng = check_random_state(random_state)
+    sch = score.schedule
+    betas, alphas = np.asarray(sch.betas), np.asarray(sch.alphas)
+    shape = score.batch_shape + (n, score.d)
+    x = rng.standard_normal(shape)
+    for k, M in score.chunks():
+        Mt = np.swapaxes(M, -1, -2)
+        x = (x - betas[k] * (x @ Mt)) / np.sqrt(alphas[k]) + np.sqrt(betas[k]) * rng.standard_normal(shape)
+    return x
+
+
+# --------------------------------------------------------------------------- errors
+def relative_covariance_error(Sigma_gen: Any, Sigma: Any) -> np.ndarray:
+    """``||Sigma_gen - Sigma||_2 / ||Sigma||_2`` (spectral norm; SPEC B4, eq. 4.6), batched over leading axes."""
+    S = check_covariance(Sigma, "Sigma")
+    G = np.asarray(Sigma_gen, dtype=np.float64)
+    if G.shape[-2:] != S.shape:
+        raise ValueError(f"Sigma_gen must have shape (..., {S.shape[0]}, {S.shape[1]}), got shape {G.shape}")
+    num = np.linalg.norm(G - S, ord=2, axis=(-2, -1))
+    return num / np.linalg.norm(S, ord=2)
+
+
+def entrywise_error(Sigma_gen: Any, Sigma: Any) -> np.ndarray:
+    """Entrywise error map ``(Sigma_gen - Sigma) / ||Sigma||_2`` (signed; figure 2, bottom row)."""
+    S = check_covariance(Sigma, "Sigma")
+    G = np.asarray(Sigma_gen, dtype=np.float64)
+    if G.shape[-2:] != S.shape:
+        raise ValueError(f"Sigma_gen must have shape (..., {S.shape[0]}, {S.shape[1]}), got shape {G.shape}")
+    return (G - S) / np.linalg.norm(S, ord=2)
+
+
+# --------------------------------------------------------------------------- the trade-off curve
+def _gaussian_draws(Sigma: np.ndarray, n_draws: int, N: int, rng: np.random.Generator) -> np.ndarray:
+    L = np.linalg.cholesky(Sigma)
+    return rng.standard_normal((n_draws, N, Sigma.shape[0])) @ L.T
+
+
+def tradeoff_curve(
+    Sigma: Any,
+    N: int,
+    radii: Any,
+    *,
+    method: str = "marginal",
+    n_draws: int = 20,
+    schedule: DDPMSchedule | None = None,
+    n_generated: int = 0,
+    random_state: Any = None,
+) -> dict[str, np.ndarray]:
+    """Relative covariance error of the localized DDPM against the radius (SPEC B4, figure 2 top).
+
+    ``n_draws`` data sets of ``N`` samples from ``N(0, Sigma)``; for each, the
+    exact generated covariance for every radius (batched over the draws), and
+    the non-localized reference.  With ``n_generated > 0`` also the error of
+    the sample covariance of that many generated samples.
+
+    Returns
+    -------
+    dict with ``"exact"`` (n_draws, n_radii), ``"nonlocal"`` (n_draws,), and
+    with ``n_generated > 0`` ``"sampled"`` (n_draws, n_radii) and
+    ``"nonlocal_sampled"`` (n_draws,).
+    """
+    S = check_covariance(Sigma, "Sigma")
+    N = check_int("N", N, low=2)
+    radii = np.atleast_1d(check_radius(radii, "radii"))
+    method = check_choice("method", method, ("truncate", "marginal"))
+    n_draws = check_int("n_draws", n_draws, low=1)
+    n_generated = check_int("n_generated", n_generated, low=0)
+    rng = check_random_state(random_state)
+    Sh = empirical_covariance(_gaussian_draws(S, n_draws, N, rng))
+    out = {"exact": np.empty((n_draws, radii.size))}
+    ref = LinearScore(Sh, schedule=schedule, method="none")
+    out["nonlocal"] = relative_covariance_error(generated_covariance(ref), S)
+    if n_generated:
+        out["sampled"] = np.empty((n_draws, radii.size))
+        Xg = sample_backward(ref, n_generated, random_state=rng)
+        out["nonlocal_sampled"] = relative_covariance_error(empirical_covariance(Xg), S)
+    for j, r in enumerate(radii):
+        sc = LinearScore(Sh, schedule=schedule, method=method, r=int(r))
+        out["exact"][:, j] = relative_covariance_error(generated_covariance(sc), S)
+        if n_generated:
+            Xg = sample_backward(sc, n_generated, random_state=rng)
+            out["sampled"][:, j] = relative_covariance_error(empirical_covariance(Xg), S)
+    return out

@@ -1,0 +1,228 @@
+"""Exact localization error of the score of a Gaussian (SPEC B3, paper Theorem 3.2, eq. 3.14, Prop. 3.3).
+
+For ``x ~ N(0, Sigma)`` with precision ``P = Sigma^{-1}`` the score is
+``s(x) = -P x``.  Restrict component ``i`` to the neighbourhood
+``S_i = {j : |i - j| <= r}``:
+
+* the L2-optimal localized score is ``E[s_i(x) | x_S] = -((Sigma_SS)^{-1} x_S)_i``,
+  the score of the marginal on ``S`` (Prop. 3.3), and its error is exactly
+  ``e_i(r) = P[i, i] - ((Sigma_SS)^{-1})[i, i]``  (:func:`localization_error`);
+* the naive truncation ``-(P restricted to the band) x`` has error
+  ``q_i^T Sigma q_i``, ``q_i`` the dropped part of row ``i`` (:func:`truncation_error`);
+* Pythagoras: truncation error ``= e_i(r) + E|optimal - truncated|^2``
+  (:func:`localization_decomposition`).
+
+The windows of all rows are solved at once: each row's window is padded to the
+common width ``w = min(2r + 1, d)`` with identity rows/columns (which leaves the
+inverse of the real block unchanged), giving one batched ``(d, w, w)`` solve.  For
+``r >= d - 1`` every window is the whole index set and the errors are 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from molrg.utils import check_int
+
+from .precision import band_mask, check_covariance
+
+__all__ = [
+    "window_blocks",
+    "marginal_score_rows",
+    "marginal_score_matrix",
+    "localization_error",
+    "truncation_error",
+    "LocalizationDecomposition",
+    "localization_decomposition",
+    "check_radius",
+]
+
+
+def check_radius(r: Any, name: str = "r") -> np.ndarray:
+    """Localization radii as an int array (scalar -> 0-d); each must be an integer ``>= 0``."""
+    arr = np.asarray(r)
+    if arr.ndim > 1:
+        raise ValueError(f"{name} must be an integer or a 1-d array of integers, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integers, got {r!r}")
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer or an array of integers, got {r!r}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be in [0, inf), got {arr[arr < 0].ravel()[0]}")
+    return arr
+
+
+def _window_index(d: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window layout for radius ``r``: positions ``(d, w)``, validity ``(d, w)``, centres ``(d,)``.
+
+    ``w = min(2r + 1, d)``; row ``i``'s window ``S_i = [lo_i, hi_i)`` with
+    ``lo_i = max(0, i - r)``, ``hi_i = min(d, i + r + 1)`` occupies positions
+    ``0 .. hi_i - lo_i - 1``; ``i`` itself sits at ``centre_i = i - lo_i``.
+    """
+    w = min(2 * r + 1, d)
+    i = np.arange(d)
+    lo = np.maximum(0, i - r)
+    hi = np.minimum(d, i + r + 1)
+    pos = lo[:, None] + np.arange(w)[None, :]
+    return pos, pos < hi[:, None], i - lo
+
+
+def window_blocks(A: np.ndarray, r: int) -> np.ndarray:
+    """Padded local blocks ``A[S_i, S_i]`` of (a stack of) matrices, shape ``(..., d, w, w)``.
+
+    Kernel (clean input: ``A`` float array ``(..., d, d)``, ``r >= 0``).  The
+    block of row ``i`` is ``A[S_i, S_i]`` followed by an identity block on the
+    unused positions (see :func:`_window_index`), so the inverse of the padded
+    block restricted to the valid positions is ``inv(A[S_i, S_i])``.
+    """
+    d = A.shape[-1]
+    pos, valid, _ = _window_index(d, r)
+    pc = np.minimum(pos, d - 1)
+    B = A[..., pc[:, :, None], pc[:, None, :]]  # (..., d, w, w)
+    both = valid[:, :, None] & valid[:, None, :]
+    eye = np.eye(pos.shape[1], dtype=bool)[None]
+    return np.where(both, B, np.where(eye, 1.0, 0.0))
+
+
+def marginal_score_rows(Sigma: np.ndarray, r: int) -> np.ndarray:
+    """Rows ``((Sigma_SS)^{-1})[i, S_i]`` for every ``i``, padded, shape ``(..., d, w)``.
+
+    Kernel (clean input).  Entry ``[i, j]`` is the coefficient of
+    ``x_{pos[i, j]}`` (layout of :func:`_window_index`; 0 on padded positions).
+    """
+    d = Sigma.shape[-1]
+    pos, valid, centre = _window_index(d, r)
+    B = window_blocks(Sigma, r)
+    e = np.zeros(B.shape[:-1] + (1,))
+    e[..., np.arange(d), centre, 0] = 1.0
+    rows = np.linalg.solve(B, e)[..., 0]  # symmetric blocks: column c of the inverse = row c
+    return np.where(valid, rows, 0.0)
+
+
+def _rows_to_dense(rows: np.ndarray, r: int) -> np.ndarray:
+    """Scatter padded rows ``(..., d, w)`` (layout of :func:`_window_index`) into ``(..., d, d)``."""
+    d, w = rows.shape[-2:]
+    pos, valid, _ = _window_index(d, r)
+    out = np.zeros(rows.shape[:-2] + (d, d + w))
+    out[..., np.arange(d)[:, None], pos] = np.where(valid, rows, 0.0)
+    return out[..., :, :d]
+
+
+def marginal_score_matrix(Sigma: Any, r: int) -> np.ndarray:
+    """The marginal-localized precision ``M``: row ``i`` is ``((Sigma_SS)^{-1})[i, :]`` placed on ``S_i``.
+
+    ``-M x`` is the L2-optimal score whose component ``i`` depends on ``x_{S_i}``
+    only (SPEC B3, Prop. 3.3).  ``M`` is banded with bandwidth ``r`` and in
+    general not symmetric; ``M = P`` for ``r >= d - 1``.
+    """
+    S = check_covariance(Sigma, "Sigma")
+    r = int(check_radius(r))
+    d = S.shape[0]
+    if r >= d - 1:
+        return np.linalg.inv(S)
+    return _rows_to_dense(marginal_score_rows(S, r), r)
+
+
+def _precision_diag(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    P = np.linalg.inv(S)
+    P = 0.5 * (P + P.T)
+    return P, np.diagonal(P).copy()
+
+
+def localization_error(Sigma: Any, r: Any) -> np.ndarray:
+    """Exact per-component localization error ``e_i(r)`` (SPEC B3, paper eq. 3.14, Prop. 3.3).
+
+    .. math::  e_i(r) = E|s_i(x) - E[s_i(x) | x_{S_i}]|^2
+               = P_{ii} - ((\\Sigma_{S_i S_i})^{-1})_{ii},
+       \\quad S_i = \\{j : |i - j| \\le r\\}.
+
+    Parameters
+    ----------
+    Sigma : array of shape (d, d)
+        Symmetric positive definite covariance (e.g. ``Sigma_t`` of the OU process).
+    r : int or array of shape (n_r,)
+        Radii ``>= 0``; ``r >= d - 1`` gives exactly 0.
+
+    Returns
+    -------
+    ndarray of shape (d,), or (n_r, d) for an array ``r``.  Non-negative
+    (rounding below 0 is clipped) and non-increasing in ``r``.
+
+    Examples
+    --------
+    >>> from locality.precision import ar1_covariance
+    >>> e = localization_error(ar1_covariance(8), [0, 1, 7])
+    >>> bool(np.all(e[1] < 1e-12)), bool(np.all(e[2] == 0))   # AR(1): Markov, radius 1 is exact
+    (True, True)
+    """
+    S = check_covariance(Sigma, "Sigma")
+    radii = check_radius(r)
+    d = S.shape[0]
+    _, p = _precision_diag(S)
+    out = np.zeros((radii.size, d))
+    for k, rr in enumerate(np.atleast_1d(radii)):
+        if rr >= d - 1:
+            continue
+        B = window_blocks(S, int(rr))
+        _, _, centre = _window_index(d, int(rr))
+        e = np.zeros((d, B.shape[-1], 1))
+        e[np.arange(d), centre, 0] = 1.0
+        loc = np.linalg.solve(B, e)[np.arange(d), centre, 0]
+        out[k] = np.maximum(p - loc, 0.0)
+    return out[0] if radii.ndim == 0 else out
+
+
+def truncation_error(Sigma: Any, r: Any) -> np.ndarray:
+    """Error ``q_i^T Sigma q_i`` of the banded truncation ``-(P * band_r) x`` (SPEC B3).
+
+    ``q_i`` is row ``i`` of ``P`` with the band ``|i - j| <= r`` set to zero.
+    Same shapes as :func:`localization_error`.
+    """
+    S = check_covariance(Sigma, "Sigma")
+    radii = check_radius(r)
+    d = S.shape[0]
+    P, _ = _precision_diag(S)
+    out = np.zeros((radii.size, d))
+    for k, rr in enumerate(np.atleast_1d(radii)):
+        if rr >= d - 1:
+            continue
+        Q = np.where(band_mask(d, int(rr)), 0.0, P)
+        out[k] = np.einsum("ij,ij->i", Q @ S, Q)
+    return out[0] if radii.ndim == 0 else out
+
+
+class LocalizationDecomposition(NamedTuple):
+    """Per-component terms of the Pythagorean identity ``truncation = optimal + distance`` (SPEC B3)."""
+
+    optimal: np.ndarray
+    truncation: np.ndarray
+    distance: np.ndarray
+
+
+def localization_decomposition(Sigma: Any, r: int) -> LocalizationDecomposition:
+    """The three terms of ``E|s_i - trunc_i|^2 = e_i(r) + E|opt_i - trunc_i|^2`` (SPEC B3).
+
+    ``distance[i] = delta_i^T Sigma_SS delta_i`` with
+    ``delta_i = ((Sigma_SS)^{-1})[i, :] - P[i, S]`` (the two localized scores
+    differ by ``delta_i^T x_S``), computed independently of the other two terms.
+    """
+    S = check_covariance(Sigma, "Sigma")
+    r = int(check_radius(r))
+    d = S.shape[0]
+    opt = localization_error(S, r)
+    trunc = truncation_error(S, r)
+    if r >= d - 1:
+        return LocalizationDecomposition(opt, trunc, np.zeros(d))
+    P, _ = _precision_diag(S)
+    rows = marginal_score_rows(S, r)  # (d, w)
+    pos, valid, _ = _window_index(d, r)
+    pc = np.minimum(pos, d - 1)
+    p_band = np.where(valid, P[np.arange(d)[:, None], pc], 0.0)
+    delta = rows - p_band
+    B = window_blocks(S, r)
+    dist = np.einsum("ij,ijk,ik->i", delta, B, delta)
+    return LocalizationDecomposition(opt, trunc, dist)

@@ -1,0 +1,155 @@
+"""The ``phase-transition`` command: a thin layer over the registry, ``run_grid`` and the report.
+
+User errors (an unknown experiment, an unknown ``--set`` key, a value of the
+wrong type or out of range) print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .registry import get_experiment, list_experiments
+
+__all__ = ["main", "cli", "parse_assignments"]
+
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _parse_scalar(key: str, text: str, like):
+    """Parse ``text`` to the type of ``like`` (bool, int, float, str)."""
+    text = text.strip()
+    try:
+        if isinstance(like, bool):
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        raise click.UsageError(f"--set {key}: expected a value of type {type(like).__name__}, got {text!r}") from None
+    return text
+
+
+def parse_assignments(experiment, assignments) -> tuple[dict, dict]:
+    """Split ``key=value`` strings into grid overrides (comma lists) and parameter overrides."""
+    grid, params = {}, {}
+    for item in assignments:
+        if "=" not in item:
+            raise click.UsageError(f"--set expects key=value, got {item!r}")
+        key, text = (s.strip() for s in item.split("=", 1))
+        if key in experiment.grid:
+            like = list(experiment.grid[key])[0]
+            grid[key] = [_parse_scalar(key, part, like) for part in text.split(",") if part.strip()]
+            if not grid[key]:
+                raise click.UsageError(f"--set {key}: give at least one value")
+        elif key in experiment.params:
+            params[key] = _parse_scalar(key, text, experiment.params[key])
+        else:
+            known = sorted(set(experiment.grid) | set(experiment.params))
+            raise click.UsageError(f"--set: unknown key {key!r} for {experiment.name}; known keys: {', '.join(known)}")
+    return grid, params
+
+
+def _experiment(name):
+    try:
+        return get_experiment(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """Run the toolkit's registered experiments (MoLRG phase transitions, locality) and build the report."""
+
+
+@cli.command("list")
+def list_cmd():
+    """List the registered experiments with a one-line description."""
+    for exp in list_experiments():
+        click.echo(f"{exp.name:22s} {exp.description}")
+
+
+@cli.command("run")
+@click.argument("name")
+@click.option("--quick", is_flag=True, help="Use the experiment's small quick grid and parameters.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per grid point (default: the experiment's).")
+@click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="Parallel chunks (-1: all cores).")
+@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True, help="Local joblib workers or a Dask cluster.")
+@click.option("--scheduler", default=None, help="Dask scheduler address (with --backend dask; default: a local cluster).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter, or a grid parameter with a comma list (d=1,2,3). Repeatable.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the sweep.")
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True, help="Output folder.")
+@click.option("--no-cache", is_flag=True, help="Recompute every chunk and keep no cache.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, out, no_cache, quiet):
+    """Run experiment NAME and write NAME.csv, NAME.json and NAME.png into --out."""
+    from .grid import plan_grid, run_grid
+    from .results import save_results
+
+    exp = _experiment(name)
+    grid, params = parse_assignments(exp, assignments)
+    if n_jobs == 0 or n_jobs < -1:
+        raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
+    try:
+        plan_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick)  # validation only
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    table = run_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick, n_jobs=n_jobs, backend=backend,
+                     scheduler=scheduler, cache_dir=None if no_cache else Path(out) / ".cache",
+                     progress=False if quiet else None)
+    config = table.attrs["config"]
+    figure = exp.plot(table, config) if exp.plot is not None else None
+    summary = exp.summarize(table, config) if exp.summarize is not None else {}
+    paths = save_results(table, out, exp.name, figure=figure, summary=summary)
+    click.echo(f"{exp.name}: {len(table)} rows, {config['n_errors']} errors, {config['runtime_s']:.1f} s")
+    for key, value in summary.items():
+        click.echo(f"  {key}: {value}")
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command("report")
+@click.option("--quick", is_flag=True, help="Quick grids (minutes); without it, the paper-scale grids.")
+@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True, help="Output folder.")
+@click.option("--only", multiple=True, help="Only these experiments (repeatable).")
+@click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="Parallel chunks (-1: all cores).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every sweep.")
+@click.option("--no-cache", is_flag=True, help="Recompute every chunk.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def report_cmd(quick, out, only, n_jobs, seed, no_cache, quiet):
+    """Run every registered experiment and write its files and README.md into --out."""
+    from .report import build_report
+
+    names = [_experiment(n).name for n in only] if only else None
+    if n_jobs == 0 or n_jobs < -1:
+        raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
+    path = build_report(out, quick=quick, names=names, n_jobs=n_jobs, seed=seed, use_cache=not no_cache,
+                        progress=False if quiet else None, echo=click.echo)
+    click.echo(f"wrote {path}")
+
+
+def main(argv=None) -> int:
+    """Console entry point (``phase-transition``): user errors are one line on stderr and exit status 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="phase-transition", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        click.echo(f"phase-transition: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("phase-transition: aborted", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("phase-transition: interrupted; finished chunks are cached, run again to resume", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

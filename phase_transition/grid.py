@@ -1,0 +1,380 @@
+"""The grid-sweep engine: ``run_grid`` runs an experiment over a grid of parameters and trials.
+
+Data path: experiment from the registry -> grid points (cartesian product, in the
+order of the grid's keys) x trials -> one integer seed per (point, trial) ->
+chunks (``Experiment.chunk_by``) -> each chunk run by one ``Experiment.run`` call
+(locally with joblib, or on a Dask distributed cluster) -> rows -> a tidy table.
+
+Reproducibility
+    One :class:`numpy.random.SeedSequence` per sweep (``seed``); the trial seed of
+    grid point ``p`` and trial ``j`` is ``SeedSequence(seed, spawn_key=(h(p), j))``
+    reduced to a 63-bit int, with ``h(p)`` a stable hash of the point's grid
+    values.  It depends on neither the chunking, the order of execution nor the
+    number of workers, so the table is identical for any ``n_jobs`` and backend;
+    and two experiments swept with the same seed see the same data in the cells
+    they share (``molrg-kss`` and ``molrg-sgd``, say).
+
+Cache and resume
+    Each finished chunk is written as JSON (rows, task list and a SHA-256
+    checksum) to a temporary file, then renamed into place (``os.replace`` is
+    atomic), under a folder keyed by the hash of the experiment name, its full
+    configuration and the package version.  A re-run loads finished chunks and
+    computes only the others; an interrupted run loses at most the chunks in
+    flight.  A file that does not parse, fails its checksum or holds other tasks
+    is reported with a warning and recomputed.
+
+Failures
+    If ``Experiment.run`` raises on a chunk, its tasks are re-run one at a time;
+    a task that raises again gets a row with NaN metrics and the exception in the
+    ``error`` column (``fail_fast=True`` re-raises instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import numbers
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .registry import Experiment, Task, get_experiment
+
+__all__ = ["run_grid", "plan_grid", "GridPlan", "CacheWarning", "package_version", "trial_seed"]
+
+BACKENDS = ("loky", "dask")
+
+
+class CacheWarning(UserWarning):
+    """A cache file was unreadable or inconsistent and is being recomputed."""
+
+
+def package_version() -> str:
+    """The installed version of ``lowdim-diffusion`` (``"unknown"`` when not installed)."""
+    try:
+        from importlib.metadata import version
+
+        return version("lowdim-diffusion")
+    except Exception:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain Python scalars (and lists) for JSON and pandas."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def trial_seed(seed: int, point: Mapping[str, Any], trial: int) -> int:
+    """The integer seed of grid ``point`` and ``trial`` in a sweep seeded with ``seed`` (see module doc)."""
+    h = int(_digest(sorted(point.items()))[:16], 16)
+    ss = np.random.SeedSequence(seed, spawn_key=(h, int(trial)))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class GridPlan:
+    """Everything ``run_grid`` will do, validated: the configuration, the points and the chunks."""
+
+    experiment: Experiment
+    config: dict
+    points: list  # list of dicts, cartesian order
+    chunks: list  # list of lists of (point_index, Task)
+    key: str  # configuration hash (cache folder)
+
+
+def _check_values(name: str, values: Any) -> list:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) and not isinstance(values, np.ndarray):
+        values = [values]
+    values = [_jsonable(v) for v in values]
+    if not values:
+        raise ValueError(f"grid[{name!r}] must hold at least one value")
+    if len(set(map(repr, values))) != len(values):
+        raise ValueError(f"grid[{name!r}] has repeated values: {values}")
+    return values
+
+
+def plan_grid(
+    experiment,
+    grid: Mapping[str, Any] | None = None,
+    *,
+    trials: int | None = None,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    quick: bool = False,
+) -> GridPlan:
+    """Validate the arguments of :func:`run_grid` and lay out points, seeds and chunks (runs nothing)."""
+    exp = get_experiment(experiment)
+    base_grid = dict(exp.quick_grid if quick else exp.grid)
+    for k, v in dict(grid or {}).items():
+        if k not in base_grid:
+            raise ValueError(f"grid key {k!r} is not a grid parameter of {exp.name}; grid parameters: {sorted(base_grid)}")
+        base_grid[k] = v
+    grid = {k: _check_values(k, v) for k, v in base_grid.items()}
+    full_params = dict(exp.params)
+    if quick:
+        full_params.update(exp.quick_params)
+    for k, v in dict(params or {}).items():
+        if k not in exp.params:
+            raise ValueError(f"parameter {k!r} is not a parameter of {exp.name}; parameters: {sorted(exp.params)}")
+        full_params[k] = _jsonable(v)
+    if trials is None:
+        trials = exp.quick_trials if quick else exp.trials
+    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
+        raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    config = {
+        "experiment": exp.name,
+        "grid": grid,
+        "params": full_params,
+        "trials": int(trials),
+        "seed": int(seed),
+        "quick": bool(quick),
+        "version": package_version(),
+    }
+    if exp.validate is not None:
+        exp.validate(config)
+    keys = list(grid)
+    points = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    groups: dict[Any, list] = {}
+    for i, point in enumerate(points):
+        gkey = i if exp.chunk_by is None else tuple(repr(point[k]) for k in exp.chunk_by)
+        for j in range(trials):
+            task = Task(params={**full_params, **point}, trial=j, seed=trial_seed(seed, point, j))
+            groups.setdefault(gkey, []).append((i, task))
+    key = _digest({k: config[k] for k in ("experiment", "grid", "params", "trials", "seed", "version")})[:20]
+    return GridPlan(exp, config, points, list(groups.values()), key)
+
+
+# --------------------------------------------------------------------------- running one chunk
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+
+
+def _checked_rows(rows: Any, n: int, name: str) -> list[dict]:
+    if not isinstance(rows, (list, tuple)) or len(rows) != n or not all(isinstance(r, Mapping) for r in rows):
+        raise TypeError(f"{name}.run must return a list of {n} dicts (one per task)")
+    return [{k: _jsonable(v) for k, v in r.items()} for r in rows]
+
+
+def run_chunk(experiment: Experiment, tasks: Sequence[Task], fail_fast: bool = False) -> list[dict]:
+    """Run one chunk; returns one row per task: metrics plus ``runtime_s`` and ``error``."""
+    t0 = time.perf_counter()
+    try:
+        rows = _checked_rows(experiment.run(list(tasks)), len(tasks), experiment.name)
+        errors = [""] * len(tasks)
+        elapsed = [(time.perf_counter() - t0) / len(tasks)] * len(tasks)
+    except Exception as exc:
+        if fail_fast:
+            raise
+        rows, errors, elapsed = [], [], []
+        for task in tasks:  # isolate the failing trials
+            t1 = time.perf_counter()
+            try:
+                rows.append(_checked_rows(experiment.run([task]), 1, experiment.name)[0])
+                errors.append("")
+            except Exception as exc_one:
+                rows.append({})
+                errors.append(_error_text(exc_one))
+            elapsed.append(time.perf_counter() - t1)
+    return [{**r, "runtime_s": dt, "error": e} for r, dt, e in zip(rows, elapsed, errors)]
+
+
+# --------------------------------------------------------------------------- cache
+def _chunk_tasks_record(chunk) -> list:
+    return [[i, t.trial, t.seed] for i, t in chunk]
+
+
+def _cache_path(folder: Path, index: int, chunk) -> Path:
+    return folder / f"chunk-{index:05d}-{_digest(_chunk_tasks_record(chunk))[:12]}.json"
+
+
+def _load_chunk(path: Path, chunk) -> list[dict] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        rows = data["rows"]
+        if data["checksum"] != _digest(rows) or data["tasks"] != _chunk_tasks_record(chunk) or len(rows) != len(chunk):
+            raise ValueError("checksum or task list mismatch")
+        return rows
+    except Exception as exc:
+        warnings.warn(f"cache file {path.name} is corrupted ({_error_text(exc)}); recomputing it", CacheWarning, stacklevel=3)
+        return None
+
+
+def _save_chunk(path: Path, chunk, rows: list[dict]) -> None:
+    payload = json.dumps({"tasks": _chunk_tasks_record(chunk), "rows": rows, "checksum": _digest(rows)})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- backends
+def _execute(plan: GridPlan, pending: list[int], n_jobs: int, backend: str, scheduler, fail_fast: bool):
+    """Yield ``(chunk_index, rows)`` as chunks finish."""
+    exp = plan.experiment
+    tasks_of = {c: [t for _, t in plan.chunks[c]] for c in pending}
+    if backend == "dask":
+        from dask.distributed import Client, as_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler) if scheduler else Client(processes=False)
+        own = client is not scheduler
+        try:
+            futures = {client.submit(run_chunk, exp, tasks_of[c], fail_fast, pure=False): c for c in pending}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            if own:
+                client.close()
+    elif n_jobs == 1 or len(pending) <= 1:
+        for c in pending:
+            yield c, run_chunk(exp, tasks_of[c], fail_fast)
+    else:
+        from joblib import Parallel, delayed
+
+        par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+
+        def job(c):
+            return c, run_chunk(exp, tasks_of[c], fail_fast)
+
+        yield from par(delayed(job)(c) for c in pending)
+
+
+# --------------------------------------------------------------------------- public
+def run_grid(
+    experiment,
+    grid: Mapping[str, Any] | None = None,
+    *,
+    trials: int | None = None,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    quick: bool = False,
+    n_jobs: int = 1,
+    backend: str = "loky",
+    scheduler: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    fail_fast: bool = False,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run ``experiment`` over the cartesian product of ``grid`` times ``trials``.
+
+    Parameters
+    ----------
+    experiment : str or Experiment
+        A registered name (``phase-transition list``) or an :class:`Experiment`.
+    grid : dict, optional
+        Values for some grid parameters (``{"d": [2, 4]}``); the others keep the
+        experiment's default (or quick) values.
+    trials : int, optional
+        Independent trials per grid point (default: the experiment's).
+    seed : int, default 0
+        Seed of the sweep (see the module doc: the table depends on it only).
+    params : dict, optional
+        Overrides of the experiment's fixed parameters.
+    quick : bool, default False
+        Start from the experiment's quick grid, parameters and trials.
+    n_jobs : int, default 1
+        Parallel chunks with joblib (``-1``: all cores).
+    backend : {"loky", "dask"}, default "loky"
+        ``dask`` runs chunks on a Dask distributed cluster: ``scheduler`` is its
+        address or a ``dask.distributed.Client`` (None: a local in-process cluster).
+    cache_dir : path, optional
+        Where finished chunks are kept (None: no cache).
+    fail_fast : bool, default False
+        Re-raise the first exception of a trial instead of recording it.
+    progress : bool, optional
+        Show a tqdm bar over chunks (default: when stderr is a terminal).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (grid point, trial): the grid parameters, ``trial``, ``seed``,
+        the metrics, ``runtime_s`` and ``error``; ``df.attrs["config"]`` holds the
+        configuration (experiment, grid, params, trials, seed, version, runtime).
+
+    Examples
+    --------
+    >>> df = run_grid("molrg-pca", {"d": [2], "N": [1, 2, 3]}, trials=2)  # doctest: +SKIP
+    >>> df.groupby("N")["success"].mean().tolist()  # doctest: +SKIP
+    [0.0, 1.0, 1.0]
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    plan = plan_grid(experiment, grid, trials=trials, seed=seed, params=params, quick=quick)
+    t0 = time.perf_counter()
+    results: dict[int, list[dict]] = {}
+    folder = None
+    if cache_dir is not None:
+        folder = Path(cache_dir) / f"{plan.experiment.name}-{plan.key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(plan.config, indent=1, sort_keys=True))
+        for c, chunk in enumerate(plan.chunks):
+            rows = _load_chunk(_cache_path(folder, c, chunk), chunk)
+            if rows is not None:
+                results[c] = rows
+    pending = [c for c in range(len(plan.chunks)) if c not in results]
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(plan.chunks), initial=len(results), desc=plan.experiment.name, unit="chunk", disable=not show) as bar:
+        for c, rows in _execute(plan, pending, n_jobs, backend, scheduler, fail_fast):
+            if folder is not None:
+                _save_chunk(_cache_path(folder, c, plan.chunks[c]), plan.chunks[c], rows)
+            results[c] = rows
+            bar.update(1)
+    return _assemble(plan, results, time.perf_counter() - t0)
+
+
+def _assemble(plan: GridPlan, results: Mapping[int, list[dict]], runtime: float) -> pd.DataFrame:
+    records = []
+    metric_cols: dict[str, None] = {}
+    for c, chunk in enumerate(plan.chunks):
+        for (i, task), row in zip(chunk, results[c]):
+            for k in row:
+                if k not in ("runtime_s", "error"):
+                    metric_cols.setdefault(k, None)
+            records.append((i, task.trial, {**plan.points[i], "trial": task.trial, "seed": task.seed, **row}))
+    records.sort(key=lambda r: (r[0], r[1]))
+    columns = list(plan.config["grid"]) + ["trial", "seed"] + list(metric_cols) + ["runtime_s", "error"]
+    df = pd.DataFrame([r[2] for r in records], columns=columns)
+    df["error"] = df["error"].fillna("").astype(str)
+    config = dict(plan.config)
+    config["runtime_s"] = round(runtime, 3)
+    config["n_rows"] = len(df)
+    config["n_errors"] = int((df["error"] != "").sum())
+    df.attrs["config"] = config
+    return df

@@ -1,0 +1,87 @@
+"""Exact localization error of the score (SPEC B3, paper Theorem 3.2, eq. 3.14, Prop. 3.3)."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from locality import (
+    ar1_covariance,
+    localization_decomposition,
+    localization_error,
+    marginal_score_matrix,
+    ou_covariance,
+    random_banded_precision,
+    truncation_error,
+)
+
+
+@pytest.fixture(scope="module")
+def sigma_t():
+    P0 = random_banded_precision(25, 2, random_state=7)
+    return ou_covariance(np.linalg.inv(P0), 0.3)
+
+
+def _brute_force(Sigma, r):
+    """Var(s_i(x) | x_S) = p_i^T (Sigma - Sigma_{:,S} Sigma_SS^{-1} Sigma_{S,:}) p_i, one row at a time."""
+    d = len(Sigma)
+    P = np.linalg.inv(Sigma)
+    out = np.empty(d)
+    for i in range(d):
+        S = [j for j in range(d) if abs(i - j) <= r]
+        cond = Sigma - Sigma[:, S] @ np.linalg.solve(Sigma[np.ix_(S, S)], Sigma[S, :])
+        out[i] = P[i] @ cond @ P[i]
+    return out
+
+
+@pytest.mark.parametrize("r", [0, 1, 3, 7, 12])
+def test_matches_brute_force_conditional_variance(sigma_t, r):
+    assert_allclose(localization_error(sigma_t, r), _brute_force(sigma_t, r), rtol=0, atol=1e-10)
+
+
+def test_nonnegative_monotone_and_zero_beyond_d(sigma_t):
+    d = len(sigma_t)
+    radii = np.arange(0, d + 3)
+    e = localization_error(sigma_t, radii)
+    assert e.shape == (d + 3, d)
+    assert np.all(e >= 0)
+    assert np.all(np.diff(e, axis=0) <= 1e-13)
+    assert np.all(e[d - 1 :] == 0)
+    assert e[0].sum() > 1e-2  # not trivially zero
+    assert_allclose(localization_error(sigma_t, 4), e[4], rtol=0, atol=0)
+
+
+def test_pythagorean_identity(sigma_t):
+    for r in (0, 2, 5):
+        dec = localization_decomposition(sigma_t, r)
+        assert_allclose(dec.truncation, dec.optimal + dec.distance, rtol=0, atol=1e-10)
+        assert np.all(dec.truncation >= dec.optimal - 1e-12)
+        assert dec.distance.max() > 0
+    assert_allclose(truncation_error(sigma_t, [0, 2]), [localization_decomposition(sigma_t, r).truncation for r in (0, 2)])
+
+
+def test_markov_target_is_exactly_local():
+    # AR(1): tridiagonal precision, so the radius-1 marginal score is the exact score.
+    S = ar1_covariance(16)
+    assert_allclose(localization_error(S, [1, 2, 5]), 0.0, atol=1e-11)
+    assert localization_error(S, 0).min() > 1.0
+
+
+def test_marginal_score_matrix_rows(sigma_t):
+    M = marginal_score_matrix(sigma_t, 3)
+    assert_allclose(M[10, 7:14], np.linalg.inv(sigma_t[7:14, 7:14])[3], rtol=1e-12, atol=1e-13)
+    assert_allclose(M[0, :4], np.linalg.inv(sigma_t[:4, :4])[0], rtol=1e-12, atol=1e-13)
+    assert np.all(M[10, :7] == 0) and np.all(M[10, 14:] == 0)
+    assert_allclose(marginal_score_matrix(sigma_t, 30), np.linalg.inv(sigma_t), rtol=1e-12, atol=1e-12)
+
+
+def test_bad_inputs(sigma_t):
+    with pytest.raises(ValueError, match="r must be in \\[0, inf\\)"):
+        localization_error(sigma_t, -1)
+    with pytest.raises(ValueError, match="r must be in"):
+        truncation_error(sigma_t, [1, -2])
+    with pytest.raises(ValueError, match="Sigma must be positive definite"):
+        localization_error(-sigma_t, 1)
+    with pytest.raises(ValueError, match="Sigma must be symmetric"):
+        localization_error(sigma_t + np.triu(np.ones_like(sigma_t), 1), 1)
+    with pytest.raises(ValueError, match="r must hold integers"):
+        localization_error(sigma_t, 1.5)

@@ -1,0 +1,156 @@
+"""Batched SGD on the denoising loss (SPEC A7, issue 3)."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+from molrg import MoLRG
+from molrg.loss import closed_form_loss, loss_coefficients
+from molrg.metrics import subspace_error_batch, success
+from molrg.sgd import train_dae
+from molrg.solvers import k_subspaces_batch
+
+
+def _problems(B, N, n, dims, seed):
+    X, truth = [], []
+    for b in range(B):
+        m = MoLRG.random(n, dims, random_state=seed + b)
+        X.append(m.sample(N, random_state=seed + 1000 + b)[0])
+        truth.append(m.bases)
+    return np.stack(X), [np.stack([t[k] for t in truth]) for k in range(len(dims))]
+
+
+def _projectors(bases):
+    return [U @ np.swapaxes(U, -1, -2) for U in bases]
+
+
+@pytest.fixture(scope="module")
+def k1():
+    """K = 1, n = 48, d = 4, noiseless, 20 problems with N = 8 (also padded to N = 2 by a mask)."""
+    X, truth = _problems(20, 8, 48, [4], 100)
+    return X, truth
+
+
+@pytest.mark.parametrize("parameterization", ["single", "softmax"])
+def test_k1_phase_transition_targets(k1, parameterization):
+    X, truth = k1
+    res = train_dae(X, 4, parameterization=parameterization, random_state=list(range(20)))
+    err = subspace_error_batch(list(res.bases), truth)
+    assert success(err).mean() >= 0.95
+    assert np.median(err) <= 0.15
+    # orthonormal bases, decreasing loss, closed form at the end
+    U = res.bases[0]
+    assert_allclose(np.swapaxes(U, 1, 2) @ U, np.broadcast_to(np.eye(4), (20, 4, 4)), atol=1e-6)
+    h = res.loss_history
+    r = max(1, len(h) // 10)
+    assert np.all(h[-r:].mean(0) < h[:r].mean(0))
+    assert res.closed_form_loss.shape == (20,) and not res.used_truth
+    # N = 2 < d: padded rows masked out, recovery impossible
+    mask = np.zeros((20, 8), dtype=bool)
+    mask[:, :2] = True
+    res2 = train_dae(X, 4, parameterization=parameterization, mask=mask, steps=500, random_state=list(range(20)))
+    assert success(subspace_error_batch(list(res2.bases), truth)).mean() == 0.0
+
+
+def test_k2_hardmax_agrees_with_k_subspaces():
+    """K = 2, d = 3, N = 48, spectral init: SGD and KSS agree on success in >= 90% of 20 trials."""
+    B = 20
+    X, truth = _problems(B, 48, 48, [3, 3], 300)
+    seeds = list(range(B))
+    res = train_dae(X, (3, 3), parameterization="hardmax", init="spectral", random_state=seeds)
+    kss = k_subspaces_batch(X, (3, 3), init="spectral", random_state=seeds)
+    ok_sgd = success(subspace_error_batch(list(res.bases), truth))
+    ok_kss = success(subspace_error_batch(list(kss.bases), truth))
+    assert np.mean(ok_sgd == ok_kss) >= 0.9
+    both = ok_sgd & ok_kss
+    assert both.sum() >= 10
+    coef = loss_coefficients("vp", weighting="snr")
+    l_kss = closed_form_loss(X, list(kss.bases), parameterization="hardmax", coefficients=coef)
+    assert np.all(np.abs(res.closed_form_loss[both] - l_kss[both]) <= 0.02 * np.abs(l_kss[both]))
+
+
+def test_constant_rate_leaves_a_noise_floor(k1):
+    X, truth = k1
+    kw = dict(parameterization="single", steps=600, random_state=list(range(10)))
+    e_cos = subspace_error_batch(list(train_dae(X[:10], 4, **kw).bases), [truth[0][:10]])
+    e_con = subspace_error_batch(list(train_dae(X[:10], 4, lr_schedule="constant", **kw).bases), [truth[0][:10]])
+    assert np.median(e_con) > 2 * np.median(e_cos)
+
+
+def test_reproducible_and_independent_of_batch_composition():
+    X, _ = _problems(4, 10, 12, [2, 2], 500)
+    kw = dict(steps=150, dtype=torch.float64)
+    a = train_dae(X, (2, 2), random_state=[7, 8, 9, 10], **kw)
+    b = train_dae(X, (2, 2), random_state=[7, 8, 9, 10], **kw)
+    for Ua, Ub in zip(a.bases, b.bases):
+        assert np.array_equal(Ua, Ub)
+    # problem 2 alone, and inside another batch in another position, with its own seed
+    alone = train_dae(X[2], (2, 2), random_state=[9], **kw)
+    other = train_dae(X[[2, 0]], (2, 2), random_state=[9, 3], **kw)
+    for k in range(2):
+        assert_allclose(_projectors([alone.bases[k]])[0], _projectors([a.bases[k][2]])[0], atol=1e-8)
+        assert_allclose(_projectors([other.bases[k][0]])[0], _projectors([a.bases[k][2]])[0], atol=1e-8)
+    # a different seed gives a different result
+    c = train_dae(X, (2, 2), random_state=[1, 8, 9, 10], **kw)
+    assert not np.allclose(c.bases[0][0], a.bases[0][0])
+
+
+def test_mask_equals_unpadded_problem():
+    X, _ = _problems(2, 9, 10, [3], 600)
+    Xp = X.copy()
+    Xp[1, 5:] = 100.0  # garbage padding
+    mask = np.ones((2, 9), dtype=bool)
+    mask[1, 5:] = False
+    kw = dict(parameterization="single", steps=100, dtype=torch.float64)
+    padded = train_dae(Xp, 3, mask=mask, random_state=[4, 5], **kw)
+    alone = train_dae(X[1, :5], 3, random_state=[5], **kw)
+    assert_allclose(_projectors([padded.bases[0][1]])[0], _projectors([alone.bases[0]])[0], atol=1e-8)
+    assert_allclose(padded.closed_form_loss[1], alone.closed_form_loss, rtol=1e-10)
+
+
+def test_retractions_and_options_run():
+    X, truth = _problems(3, 30, 16, [2, 2], 700)
+    kw = dict(steps=120, dtype=torch.float64, random_state=[1, 2, 3])
+    qr = train_dae(X, (2, 2), retraction="qr", **kw)
+    polar = train_dae(X, (2, 2), retraction="polar", **kw)
+    for Uq, Up in zip(qr.bases, polar.bases):
+        assert_allclose(_projectors([Uq])[0], _projectors([Up])[0], atol=1e-7)
+    near = train_dae(X, (2, 2), init="near_truth", true_bases=truth, perturbation=0.3, **kw)
+    assert near.used_truth and near.init == "near_truth"
+    assert success(subspace_error_batch(list(near.bases), truth)).all()
+    cf = train_dae(X, (2, 2), closed_form=True, T=100, lr_schedule="step", init="near_truth", true_bases=truth, **kw)
+    assert success(subspace_error_batch(list(cf.bases), truth)).all()
+    soft = train_dae(X, (2, 2), parameterization="softmax", init="near_truth", true_bases=truth, weighting="edm", **kw)
+    assert success(subspace_error_batch(list(soft.bases), truth)).all()
+    one = train_dae(X[0], (2, 2), steps=20, random_state=0)
+    assert one.bases[0].shape == (16, 2) and one.loss_history.ndim == 1 and isinstance(one.closed_form_loss, float)
+    assert one.bases[0].dtype == np.float64
+
+
+def test_bad_input():
+    X = np.random.default_rng(0).standard_normal((2, 6, 5))
+    with pytest.raises(ValueError, match=r"dims\[0\] must be in \[1, 5\]"):
+        train_dae(X, 6)
+    with pytest.raises(ValueError, match="lr must be"):
+        train_dae(X, 2, lr=0.0)
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        train_dae(X, 2, batch_size=0)
+    with pytest.raises(ValueError, match="parameterization must be one of"):
+        train_dae(X, 2, parameterization="argmax")
+    with pytest.raises(ValueError, match="init must be one of"):
+        train_dae(X, 2, init="pca")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        train_dae(X, 2, schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        train_dae(X, 2, lr_schedule="linear")
+    with pytest.raises(ValueError, match="'single' needs K = 1"):
+        train_dae(X, (2, 2), parameterization="single")
+    with pytest.raises(ValueError, match="true_bases is required"):
+        train_dae(X, 2, init="near_truth")
+    with pytest.raises(ValueError, match="X must have shape"):
+        train_dae(np.zeros(5), 2)
+    with pytest.raises(ValueError, match="mask must keep"):
+        train_dae(X, 2, mask=np.zeros((2, 6), bool))
+    with pytest.raises(ValueError, match="one entry per problem"):
+        train_dae(X, 2, random_state=[1, 2, 3])

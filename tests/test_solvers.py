@@ -1,0 +1,223 @@
+"""Tests of PCA, K-subspaces, the spectral start and the oracle (SPEC A6, A8)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from molrg import (
+    KSubspaces,
+    MoLRG,
+    k_subspaces,
+    k_subspaces_batch,
+    kss_objective,
+    oracle_bases,
+    pca_objective,
+    pca_subspace,
+    pca_subspace_batch,
+    random_orthonormal,
+    spectral_init,
+    subspace_error,
+    subspace_error_batch,
+    success,
+)
+from molrg.solvers import ConvergenceWarning, _kss_kernel
+
+
+def _proj(U):
+    return U @ U.T
+
+
+# ----------------------------------------------------------------------------- PCA
+def test_pca_phase_transition_is_exact():
+    """Noiseless, n = 48: error < 1e-8 iff N >= d, and > 1 when N < d (SPEC A8)."""
+    rng = np.random.default_rng(0)
+    for d in range(1, 9):
+        model = MoLRG.random(48, d, random_state=rng)
+        X, _ = model.sample(20, random_state=rng)
+        for N in range(1, 21):
+            err = subspace_error(pca_subspace(X[:N], d), model.bases)
+            if N >= d:
+                assert err < 1e-8, (d, N, err)
+            else:
+                assert err > 1, (d, N, err)
+
+
+def test_pca_orthonormal_deterministic_sign_fixed_float32(rng):
+    X = rng.standard_normal((3, 10))
+    U = pca_subspace(X, 6)  # N < d: completion
+    assert_allclose(U.T @ U, np.eye(6), atol=1e-12)
+    assert_allclose(U, pca_subspace(X.copy(), 6), rtol=0, atol=0)
+    assert np.all(np.take_along_axis(U, np.abs(U).argmax(0)[None], 0) > 0)
+    # sign convention: flipping the data changes nothing
+    assert_allclose(pca_subspace(-X, 6), U, atol=1e-12)
+    U32 = pca_subspace(X.astype(np.float32), 2)
+    assert U32.dtype == np.float32
+    assert subspace_error(U32.astype(np.float64), U[:, :2]) < 1e-4
+    # zero data: the completion is the first standard basis vectors
+    assert_allclose(pca_subspace(np.zeros((2, 5)), 2), np.eye(5)[:, :2], atol=0)
+
+
+def test_pca_batch_with_mask_equals_single(rng):
+    B, Nmax, n, d = 5, 12, 9, 3
+    X = rng.standard_normal((B, Nmax, n))
+    Ns = [1, 3, 5, 12, 7]
+    mask = np.arange(Nmax)[None] < np.array(Ns)[:, None]
+    Ub = pca_subspace_batch(np.where(mask[..., None], X, 99.0), d, mask=mask)
+    for b, N in enumerate(Ns):
+        assert_allclose(_proj(Ub[b]), _proj(pca_subspace(X[b, :N], d)), atol=1e-10)
+
+
+def test_pca_beats_random_bases(rng):
+    X, _ = MoLRG.random(20, [3], noise_std=0.3, random_state=rng).sample(30, random_state=rng)
+    best = pca_objective(X, pca_subspace(X, 3))
+    rand = pca_objective(X, random_orthonormal(20, 3, size=(100,), random_state=rng))
+    assert best > rand.max()
+
+
+# ----------------------------------------------------------------------------- K-subspaces
+def _kss_success(N, trials, seed, K=2, d=4):
+    rng = np.random.default_rng(seed)
+    Xs, truth = [], []
+    for _ in range(trials):
+        model = MoLRG.random(48, [d] * K, random_state=rng)
+        Xs.append(model.sample(N, random_state=rng)[0])
+        truth.append(model.bases)
+    res = k_subspaces_batch(np.stack(Xs), [d] * K, random_state=list(range(trials)))
+    true = [np.stack([t[k] for t in truth]) for k in range(K)]
+    return success(subspace_error_batch(res.bases, true))
+
+
+def test_kss_spectral_succeeds_at_N_40():
+    assert _kss_success(40, 20, seed=1).mean() >= 0.95
+
+
+@pytest.mark.parametrize("N", [2, 5, 7])
+def test_kss_always_fails_below_Kd(N):
+    assert _kss_success(N, 20, seed=2).mean() == 0.0
+
+
+def test_kss_estimator_contract_and_twin(rng):
+    model = MoLRG.random(48, [4, 4], random_state=rng)
+    X, y = model.sample(40, random_state=rng)
+    km = KSubspaces([4, 4], random_state=3)
+    assert km.fit(X) is km
+    assert subspace_error(km.bases_, model.bases) < 1e-8
+    assert km.labels_.shape == (40,) and km.n_iter_ >= 1
+    assert_allclose(km.objective_, kss_objective(X, km.bases_), rtol=1e-12)
+    # labels agree with the truth up to a permutation, and predict reproduces them
+    assert max(np.mean(km.labels_ == y), np.mean(km.labels_ != y)) == 1.0
+    assert_array_equal(km.predict(X), km.labels_)
+    bases, labels, obj, n_iter = k_subspaces(X, [4, 4], random_state=3)
+    assert_allclose(obj, km.objective_, rtol=1e-12)
+    assert_array_equal(labels, km.labels_)
+    for U, V in zip(bases, km.bases_):
+        assert_allclose(U, V, atol=1e-12)
+
+
+def test_kss_beats_random_bases(rng):
+    model = MoLRG.random(20, [2, 2], noise_std=0.1, random_state=rng)
+    X, _ = model.sample(40, random_state=rng)
+    km = KSubspaces([2, 2], init="random", n_init=3, random_state=0).fit(X)
+    rand = kss_objective(X, [random_orthonormal(20, 2, size=(100,), random_state=rng) for _ in range(2)])
+    assert km.objective_ > rand.max()
+
+
+@pytest.mark.parametrize("init", ["random", "spectral"])
+def test_batched_kernel_equals_per_problem_fits(rng, init):
+    dims = [3, 2]
+    Ns = [30, 18, 25, 12]
+    Xs = [MoLRG.random(16, dims, noise_std=0.05, random_state=rng).sample(N, random_state=rng)[0] for N in Ns]
+    X = np.zeros((len(Ns), max(Ns), 16))
+    mask = np.zeros(X.shape[:2], bool)
+    for b, Xi in enumerate(Xs):
+        X[b, : len(Xi)], mask[b, : len(Xi)] = Xi, True
+    seeds = [11, 12, 13, 14]
+    res = k_subspaces_batch(X, dims, mask=mask, init=init, n_init=2, random_state=seeds)
+    for b, Xi in enumerate(Xs):
+        km = KSubspaces(dims, init=init, n_init=2, random_state=seeds[b]).fit(Xi)
+        assert_array_equal(res.labels[b, : len(Xi)], km.labels_)
+        assert np.all(res.labels[b, len(Xi) :] == -1)
+        assert_allclose(res.objective[b], km.objective_, rtol=1e-10)
+        for k in range(2):
+            assert_allclose(_proj(res.bases[k][b]), _proj(km.bases_[k]), atol=1e-8)
+
+
+def test_unequal_dims_recovered(rng):
+    model = MoLRG.random(30, [2, 5, 3], random_state=rng)
+    X, y = model.sample(60, random_state=rng)
+    km = KSubspaces([2, 5, 3], random_state=0).fit(X)
+    assert [U.shape for U in km.bases_] == [(30, 2), (30, 5), (30, 3)]
+    assert subspace_error(km.bases_, model.bases) < 1e-8
+    assert subspace_error(oracle_bases(X, y, [2, 5, 3]), model.bases) < 1e-8
+
+
+def test_empty_cluster_is_reseeded_not_crashing(rng):
+    X = rng.standard_normal((1, 10, 6))
+    U0 = np.zeros((1, 2, 6, 2))
+    U0[0, 0] = random_orthonormal(6, 2, random_state=rng)  # cluster 1 starts with a zero basis: it gets no point
+    U, labels, obj, n_iter, conv = _kss_kernel(X, np.ones((1, 10), bool), np.array([0]), U0, (2, 2), 50)
+    assert np.all(np.isfinite(U)) and conv[0]
+    assert set(labels[0]) == {0, 1}
+    # fewer points than clusters: still no error
+    km = KSubspaces([2, 2, 2], init="random", random_state=0).fit(rng.standard_normal((2, 6)))
+    assert all(np.allclose(U.T @ U, np.eye(2)) for U in km.bases_)
+
+
+def test_convergence_warning_points_at_caller(rng):
+    X, _ = MoLRG.random(20, [3, 3], noise_std=0.5, random_state=rng).sample(60, random_state=rng)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        KSubspaces([3, 3], init="random", max_iter=1, random_state=0).fit(X)
+    hits = [w for w in rec if issubclass(w.category, ConvergenceWarning)]
+    assert hits and hits[0].filename == __file__
+
+
+def test_batch_result_independent_of_batch_composition(rng):
+    X = rng.standard_normal((3, 15, 8))
+    a = k_subspaces_batch(X, [2, 2], init="random", random_state=[5, 6, 7])
+    b = k_subspaces_batch(X[1:2], [2, 2], init="random", random_state=[6])
+    assert_array_equal(a.labels[1], b.labels[0])
+
+
+def test_spectral_init_returns_orthonormal_bases(rng):
+    model = MoLRG.random(48, [4, 4], random_state=rng)
+    X, _ = model.sample(40, random_state=rng)
+    bases = spectral_init(X, [4, 4], random_state=0)
+    assert all(np.allclose(U.T @ U, np.eye(4), atol=1e-12) for U in bases)
+    assert subspace_error(bases, model.bases) < 1e-8  # noiseless, orthogonal: the start is already exact
+    assert len(spectral_init(X[:3], [4, 4], q=[1, 2], random_state=0)) == 2
+
+
+# ----------------------------------------------------------------------------- errors
+def test_bad_inputs_raise(rng):
+    X = rng.standard_normal((10, 5))
+    with pytest.raises(ValueError, match="X contains NaN"):
+        pca_subspace(np.full((3, 5), np.nan), 2)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        KSubspaces([2, 2]).fit(np.full((3, 5), np.inf))
+    with pytest.raises(ValueError, match="X must have 2 axes"):
+        KSubspaces([2, 2]).fit(X[None])
+    with pytest.raises(ValueError, match="X must have 3 axes"):
+        k_subspaces_batch(X, [2, 2])
+    with pytest.raises(ValueError, match="N >= 1"):
+        pca_subspace(np.zeros((0, 5)), 2)
+    with pytest.raises(ValueError, match=r"d must be in \[1, 5\]"):
+        pca_subspace(X, 6)
+    with pytest.raises(ValueError, match=r"dims\[1\]"):
+        KSubspaces([2, 6]).fit(X)
+    with pytest.raises(ValueError, match="init"):
+        KSubspaces([2, 2], init="kmeans++").fit(X)
+    with pytest.raises(ValueError, match="n_init"):
+        KSubspaces([2, 2], n_init=0).fit(X)
+    with pytest.raises(ValueError, match="max_iter"):
+        k_subspaces(X, [2, 2], max_iter=0)
+    with pytest.raises(ValueError, match="mask"):
+        k_subspaces_batch(X[None], [2, 2], mask=np.ones((1, 3), bool))
+    with pytest.raises(ValueError, match="random_state"):
+        k_subspaces_batch(X[None], [2, 2], random_state=[1, 2])
+    with pytest.raises(ValueError, match="X must have 5 columns"):
+        KSubspaces([2, 2], random_state=0).fit(X).predict(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="labels"):
+        oracle_bases(X, np.zeros(9, int), [2])
