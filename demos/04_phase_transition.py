@@ -22,4 +22,9 @@ grid = {"d": [1, 2, 3], "N": [1, 2, 4, 6, 8, 12, 16, 24]} if QUICK else None
 table = run_grid(exp, grid, trials=4 if QUICK else 10)
 print(table.groupby(["d", "N"])["success"].mean().unstack().round(2))
 print(exp.summarize(table, table.attrs["config"]))
+
+# %% [markdown]
+# The heatmap: success rate per cell, the dashed staircase is $N = K d$.
+
+# %%
 save(exp.plot(table, table.attrs["config"]), "04_phase_transition")
