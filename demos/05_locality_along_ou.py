@@ -21,6 +21,12 @@ from locality import effective_radius, offdiag_profile, ou_precision, random_ban
 
 d = 60 if QUICK else 200
 times = np.concatenate([[0.0], np.logspace(-3, 1, 15 if QUICK else 40)])
+
+# %% [markdown]
+# Three bandwidths; left: $r_{\rm eff}(t)$, right: the off-diagonal profile
+# $m_r = \mathrm{mean}_i |P_t[i, i+r]|$ at the time of largest radius.
+
+# %%
 fig = Figure(figsize=(10, 3.8), layout="constrained")
 ax1, ax2 = fig.subplots(1, 2)
 for b in (1, 2, 4):
