@@ -45,7 +45,9 @@ def parse_assignments(experiment, assignments) -> tuple[dict, dict]:
             raise click.UsageError(f"--set expects key=value, got {item!r}")
         key, text = (s.strip() for s in item.split("=", 1))
         if key in experiment.grid:
-            like = list(experiment.grid[key])[0]
+            defaults = list(experiment.grid[key])
+            # a float anywhere in the default list makes the key a float key (``[0, 0.1]``)
+            like = next((v for v in defaults if isinstance(v, float)), defaults[0])
             grid[key] = [_parse_scalar(key, part, like) for part in text.split(",") if part.strip()]
             if not grid[key]:
                 raise click.UsageError(f"--set {key}: give at least one value")
@@ -55,6 +57,18 @@ def parse_assignments(experiment, assignments) -> tuple[dict, dict]:
             known = sorted(set(experiment.grid) | set(experiment.params))
             raise click.UsageError(f"--set: unknown key {key!r} for {experiment.name}; known keys: {', '.join(known)}")
     return grid, params
+
+
+def _connect(address: str):
+    """A ``dask.distributed.Client`` on ``address``; an unreachable scheduler is a usage error."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise click.UsageError("--backend dask needs dask.distributed: pip install 'lowdim-diffusion[distributed]'") from None
+    try:
+        return Client(address, timeout=10)
+    except (OSError, ValueError, TypeError) as exc:
+        raise click.UsageError(f"--scheduler {address}: cannot connect ({exc})".replace("\n", " ")) from None
 
 
 def _experiment(name):
@@ -96,15 +110,22 @@ def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, 
 
     exp = _experiment(name)
     grid, params = parse_assignments(exp, assignments)
+    if scheduler is not None and backend != "dask":
+        raise click.UsageError("--scheduler needs --backend dask")
     if n_jobs == 0 or n_jobs < -1:
         raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
     try:
         plan_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick)  # validation only
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
-    table = run_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick, n_jobs=n_jobs, backend=backend,
-                     scheduler=scheduler, cache_dir=None if no_cache else Path(out) / ".cache",
-                     progress=False if quiet else None)
+    client = _connect(scheduler) if backend == "dask" and scheduler is not None else None
+    try:
+        table = run_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick, n_jobs=n_jobs,
+                         backend=backend, scheduler=client, cache_dir=None if no_cache else Path(out) / ".cache",
+                         progress=False if quiet else None)
+    finally:
+        if client is not None:
+            client.close()
     config = table.attrs["config"]
     figure = exp.plot(table, config) if exp.plot is not None else None
     summary = exp.summarize(table, config) if exp.summarize is not None else {}
@@ -125,13 +146,16 @@ def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, 
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def report_cmd(quick, out, only, n_jobs, seed, no_cache, quiet):
     """Run every registered experiment and write its files and README.md into --out."""
-    from .report import build_report
+    from .report import ReportError, build_report
 
     names = [_experiment(n).name for n in only] if only else None
     if n_jobs == 0 or n_jobs < -1:
         raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
-    path = build_report(out, quick=quick, names=names, n_jobs=n_jobs, seed=seed, use_cache=not no_cache,
-                        progress=False if quiet else None, echo=click.echo)
+    try:
+        path = build_report(out, quick=quick, names=names, n_jobs=n_jobs, seed=seed, use_cache=not no_cache,
+                            progress=False if quiet else None, echo=click.echo)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}")
 
 
@@ -139,15 +163,16 @@ def main(argv=None) -> int:
     """Console entry point (``phase-transition``): user errors are one line on stderr and exit status 2."""
     try:
         rv = cli.main(args=argv, prog_name="phase-transition", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except click.exceptions.ClickException as exc:  # UsageError: status 2; other ClickExceptions: 1
         click.echo(f"phase-transition: error: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns Ctrl-C into Abort (the KeyboardInterrupt is its __cause__)
+        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("phase-transition: interrupted; finished chunks are cached, run again to resume", err=True)
+            sys.exit(130)
         click.echo("phase-transition: aborted", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("phase-transition: interrupted; finished chunks are cached, run again to resume", err=True)
-        sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -127,6 +127,9 @@ def plan_grid(
 ) -> GridPlan:
     """Validate the arguments of :func:`run_grid` and lay out points, seeds and chunks (runs nothing)."""
     exp = get_experiment(experiment)
+    for arg, value in (("grid", grid), ("params", params)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{arg} must be a dict of {{name: value}} or None, got {type(value).__name__}: {value!r}")
     base_grid = dict(exp.quick_grid if quick else exp.grid)
     for k, v in dict(grid or {}).items():
         if k not in base_grid:
@@ -244,18 +247,33 @@ def _save_chunk(path: Path, chunk, rows: list[dict]) -> None:
 # --------------------------------------------------------------------------- backends
 def _execute(plan: GridPlan, pending: list[int], n_jobs: int, backend: str, scheduler, fail_fast: bool):
     """Yield ``(chunk_index, rows)`` as chunks finish."""
+    if not pending:  # everything cached: start no workers and no cluster
+        return
     exp = plan.experiment
     tasks_of = {c: [t for _, t in plan.chunks[c]] for c in pending}
     if backend == "dask":
-        from dask.distributed import Client, as_completed
+        try:
+            from dask.distributed import Client, as_completed
+        except ImportError as exc:  # pragma: no cover - dask is an optional dependency
+            raise ImportError("backend='dask' needs dask.distributed: pip install 'lowdim-diffusion[distributed]'") from exc
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler) if scheduler else Client(processes=False)
+        if isinstance(scheduler, Client):
+            client = scheduler
+        else:
+            try:
+                client = Client(scheduler) if scheduler else Client(processes=False)
+            except OSError as exc:
+                raise ValueError(f"scheduler {scheduler!r}: cannot connect ({exc})") from exc
         own = client is not scheduler
+        futures: dict = {}
         try:
             futures = {client.submit(run_chunk, exp, tasks_of[c], fail_fast, pure=False): c for c in pending}
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
         finally:
+            unfinished = [f for f in futures if not f.done()]
+            if unfinished and not own:  # interrupted: free the caller's cluster
+                client.cancel(unfinished)
             if own:
                 client.close()
     elif n_jobs == 1 or len(pending) <= 1:
@@ -334,6 +352,8 @@ def run_grid(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    if scheduler is not None and backend != "dask":
+        raise ValueError(f"scheduler is used only with backend='dask', got backend={backend!r}")
     plan = plan_grid(experiment, grid, trials=trials, seed=seed, params=params, quick=quick)
     t0 = time.perf_counter()
     results: dict[int, list[dict]] = {}

@@ -60,6 +60,36 @@ class Task:
 
 @dataclass(frozen=True)
 class Experiment:
+    """A named, documented experiment: what the sweep engine runs (see the module doc).
+
+    Parameters
+    ----------
+    name : str
+        The registry key and the command-line name (``phase-transition run NAME``).
+    description : str
+        One line for ``phase-transition list`` and the report.
+    run : callable
+        ``run(tasks) -> list[dict]``: one dict of metrics per :class:`Task`, in order.
+    grid, quick_grid : dict of {str: list}
+        Default (paper-scale) and quick values of the swept parameters (same keys).
+    params, quick_params : dict
+        Fixed parameters with their defaults, and overrides for the quick run.
+    trials, quick_trials : int
+        Independent trials per grid point (default and quick).
+    chunk_by : tuple of str, optional
+        Grid keys whose values define a chunk (None: one chunk per grid point).
+    plot : callable, optional
+        ``plot(table, config) -> matplotlib.figure.Figure``.
+    summarize : callable, optional
+        ``summarize(table, config) -> dict`` of headline numbers.
+    validate : callable, optional
+        ``validate(config)`` raises ``ValueError`` naming a bad parameter.
+    doc : str
+        Longer description (the report uses its first line).
+    family : str
+        Free-form grouping (``"molrg"``, ``"locality"``, ...).
+    """
+
     name: str
     description: str
     run: Callable[[Sequence[Task]], list[dict]]

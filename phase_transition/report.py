@@ -18,9 +18,22 @@ from .grid import package_version, run_grid
 from .registry import get_experiment, list_experiments
 from .results import save_results
 
-__all__ = ["build_report", "format_value"]
+__all__ = ["build_report", "format_value", "ReportError"]
 
 MODES = {True: "quick", False: "full"}
+
+
+class ReportError(RuntimeError):
+    """Some experiments of a report raised; the report was written without them.
+
+    ``readme`` is the README written, ``failures`` maps each failed experiment
+    to its error message.
+    """
+
+    def __init__(self, readme: Path, failures: dict[str, str]):
+        self.readme, self.failures = readme, dict(failures)
+        super().__init__(f"{len(failures)} experiment(s) failed ({', '.join(failures)}); "
+                         f"the others are in {readme}")
 
 
 def format_value(v) -> str:
@@ -32,9 +45,11 @@ def format_value(v) -> str:
     return str(v)
 
 
-def _section(exp, table, summary, mode: str) -> str:
+def _section(exp, table, summary, mode: str, folder: Path | None = None) -> str:
     cfg = table.attrs["config"]
     flag = " --quick" if mode == "quick" else ""
+    seed_flag = f" --seed {cfg['seed']}" if cfg["seed"] else ""
+    out_dir = (folder if folder is not None else Path("reports") / mode).as_posix()
     grid = ", ".join(f"{k} in {{{', '.join(map(str, v))}}}" if len(v) <= 10 else f"{k}: {len(v)} values from {v[0]} to {v[-1]}"
                      for k, v in cfg["grid"].items())
     lines = [
@@ -42,7 +57,7 @@ def _section(exp, table, summary, mode: str) -> str:
         "",
         f"**Claim.** {exp.description}. {exp.doc.strip().splitlines()[0] if exp.doc.strip() else ''}".rstrip(),
         "",
-        f"![{exp.name}]({exp.name}.png)",
+        f"![{exp.name}]({exp.name}.png)" if folder is None or (folder / f"{exp.name}.png").exists() else "(no figure)",
         "",
         f"**Measured** ({cfg['trials']} trials per point; {grid}; {cfg['n_rows']} rows, {cfg['n_errors']} failed; "
         f"{cfg['runtime_s']:.1f} s):",
@@ -51,7 +66,7 @@ def _section(exp, table, summary, mode: str) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {format_value(v)} |" for k, v in summary.items()]
-    lines += ["", f"Regenerate: `phase-transition run {exp.name}{flag} --out reports/{mode}` "
+    lines += ["", f"Regenerate: `phase-transition run {exp.name}{flag}{seed_flag} --out {out_dir}` "
               f"(table `{exp.name}.csv`, configuration `{exp.name}.json`).", ""]
     return "\n".join(lines)
 
@@ -66,29 +81,67 @@ def build_report(
     use_cache: bool = True,
     progress: bool | None = None,
     echo: Callable[[str], None] = print,
+    fail_fast: bool = False,
 ) -> Path:
-    """Run the experiments (all registered ones, or ``names``) and write the report; returns its README path."""
+    """Run the experiments (all registered ones, or ``names``) and write the report; returns its README path.
+
+    Parameters
+    ----------
+    out : path, default "reports"
+        The report goes to ``<out>/quick`` or ``<out>/full``; the chunk cache to
+        ``<out>/.cache`` (when ``use_cache``).
+    quick : bool, default True
+        Quick grids (tests, CI) or the paper-scale ones.
+    names : list of str, optional
+        Only these experiments (default: every registered one).
+    n_jobs, seed, progress
+        Passed to :func:`phase_transition.run_grid`.
+    use_cache : bool, default True
+        Reuse finished chunks of earlier runs.
+    echo : callable, default print
+        Receives one progress line per experiment.
+    fail_fast : bool, default False
+        Re-raise the first exception of an experiment (its sweep, figure or
+        summary).  Otherwise the failure is written into its section, the other
+        experiments go on, and :class:`ReportError` is raised once the README is
+        written.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<out>/<mode>/README.md``.
+    """
     mode = MODES[bool(quick)]
     folder = Path(out) / mode
     folder.mkdir(parents=True, exist_ok=True)
     exps = [get_experiment(n) for n in names] if names else list_experiments()
-    sections, summaries, t0 = [], {}, time.perf_counter()
+    sections, summaries, failures, t0 = [], {}, {}, time.perf_counter()
     for exp in exps:
         echo(f"[report] {exp.name} ...")
-        table = run_grid(exp, quick=quick, seed=seed, n_jobs=n_jobs,
-                         cache_dir=(Path(out) / ".cache") if use_cache else None, progress=progress)
-        config = table.attrs["config"]
-        figure = exp.plot(table, config) if exp.plot is not None else None
-        summary = exp.summarize(table, config) if exp.summarize is not None else {}
-        save_results(table, folder, exp.name, figure=figure, summary=summary)
+        try:
+            table = run_grid(exp, quick=quick, seed=seed, n_jobs=n_jobs,
+                             cache_dir=(Path(out) / ".cache") if use_cache else None, progress=progress)
+            config = table.attrs["config"]
+            figure = exp.plot(table, config) if exp.plot is not None else None
+            summary = exp.summarize(table, config) if exp.summarize is not None else {}
+            save_results(table, folder, exp.name, figure=figure, summary=summary)
+        except Exception as exc:
+            if fail_fast:
+                raise
+            failures[exp.name] = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+            echo(f"[report] {exp.name} FAILED: {failures[exp.name]}")
+            sections.append("\n".join([f"## {exp.name}", "", f"**Failed:** `{failures[exp.name]}`", ""]))
+            continue
         summaries[exp.name] = summary
-        sections.append(_section(exp, table, summary, mode))
+        sections.append(_section(exp, table, summary, mode, folder))
         echo(f"[report] {exp.name}: {config['n_rows']} rows in {config['runtime_s']:.1f} s")
     total = time.perf_counter() - t0
+    only = "".join(f" --only {e.name}" for e in exps) if names else ""
     head = [
         f"# Report ({mode})",
         "",
-        f"Regenerated by `phase-transition report{' --quick' if quick else ''} --out {Path(out).as_posix()}` "
+        f"Regenerated by `phase-transition report{' --quick' if quick else ''}{only}{' --seed %d' % seed if seed else ''} "
+        f"--out {Path(out).as_posix()}` "
         f"(`make {'report' if quick else 'report-full'}`), package version {package_version()}, seed {seed}: "
         f"{len(exps)} experiments in {total:.0f} s.",
         "Every number below is computed from the table next to it; the tests assert each phenomenon on the quick grids.",
@@ -96,10 +149,12 @@ def build_report(
         "| experiment | what it shows |",
         "|---|---|",
     ]
-    head += [f"| [{e.name}](#{e.name}) | {e.description} |" for e in exps]
+    head += [f"| [{e.name}](#{e.name}) | {'**failed** ' if e.name in failures else ''}{e.description} |" for e in exps]
     readme = folder / "README.md"
     readme.write_text("\n".join(head + [""] + sections))
     _write_index(Path(out))
+    if failures:
+        raise ReportError(readme, failures)
     return readme
 
 

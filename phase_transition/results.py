@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,8 +15,19 @@ __all__ = ["save_results"]
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays as plain numbers and lists; anything else as text."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
 
 
 def save_results(
@@ -37,16 +49,19 @@ def save_results(
     paths = {"csv": out / f"{name}.csv", "json": out / f"{name}.json"}
     _atomic_write(paths["csv"], lambda p: table.to_csv(p, index=False))
     meta = {**table.attrs.get("config", {}), "columns": list(table.columns), "summary": dict(summary or {})}
-    _atomic_write(paths["json"], lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+    _atomic_write(paths["json"], lambda p: p.write_text(json.dumps(meta, indent=1, default=_json_default)))
     try:
         import pyarrow  # noqa: F401
-
-        paths["parquet"] = out / f"{name}.parquet"
+    except ImportError:
+        pyarrow = None
+    if pyarrow is not None:
         plain = table.copy()
         plain.attrs = {}
-        _atomic_write(paths["parquet"], lambda p: plain.to_parquet(p, index=False))
-    except ImportError:
-        pass
+        try:
+            _atomic_write(out / f"{name}.parquet", lambda p: plain.to_parquet(p, index=False))
+            paths["parquet"] = out / f"{name}.parquet"
+        except (pyarrow.ArrowException, TypeError, ValueError) as exc:  # e.g. a column mixing str and float
+            warnings.warn(f"{name}: no Parquet file ({exc}); the CSV holds the table", RuntimeWarning, stacklevel=2)
     if figure is not None:
         paths["png"] = out / f"{name}.png"
         _atomic_write(paths["png"], lambda p: figure.savefig(p, dpi=100, format="png"))

@@ -14,12 +14,13 @@ from click.testing import CliRunner
 from phase_transition.cli import cli, main
 from phase_transition.registry import register
 
-from toy_experiments import TOY
+from toy_experiments import BROKEN_PLOT, TOY
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _toy_registered():
     register(TOY)
+    register(BROKEN_PLOT)
 
 
 def _main(argv, capsys) -> tuple[int, str, str]:
@@ -104,6 +105,7 @@ def test_run_no_cache_leaves_no_cache(tmp_path, capsys):
         (["run", "toy-sweep", "--quick", "--jobs", "0"], "--jobs"),
         (["run", "toy-sweep", "--quick", "--backend", "spark"], "--backend"),
         (["run"], "NAME"),
+        (["run", "toy-sweep", "--quick", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler needs --backend dask"),
         (["report", "--only", "no-such-experiment"], "unknown experiment"),
         (["frobnicate"], "frobnicate"),
     ],
@@ -128,6 +130,18 @@ def test_console_script_reports_errors_in_one_line():
     assert "unknown experiment" in proc.stderr
 
 
+def test_unreachable_scheduler_is_a_usage_error():
+    """Run in a subprocess: a failed ``Client`` start leaves distributed's event loop unusable in that process."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            "from phase_transition.registry import register; from toy_experiments import TOY; register(TOY); "
+            "from phase_transition.cli import main; "
+            "main(['run', 'toy-sweep', '--quick', '--backend', 'dask', '--scheduler', 'bogus://x'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "--scheduler bogus://x: cannot connect" in proc.stderr
+
+
 # --------------------------------------------------------------------------- report
 def test_report_runs_selected_experiments(tmp_path, capsys):
     code, stdout, stderr = _main(["report", "--quick", "--quiet", "--only", "toy-sweep", "--out", str(tmp_path)], capsys)
@@ -136,3 +150,27 @@ def test_report_runs_selected_experiments(tmp_path, capsys):
     assert "## toy-sweep" in readme and "![toy-sweep](toy-sweep.png)" in readme
     assert (tmp_path / "quick" / "toy-sweep.png").exists()
     assert (tmp_path / "README.md").exists()
+
+
+def test_report_with_a_failing_experiment_exits_1(tmp_path, capsys):
+    code, stdout, stderr = _main(["report", "--quick", "--quiet", "--only", "toy-broken-plot", "--out", str(tmp_path)],
+                                 capsys)
+    assert code == 1
+    assert [l for l in stderr.splitlines() if l.strip()] == [stderr.strip()]
+    assert "1 experiment(s) failed (toy-broken-plot)" in stderr
+    assert (tmp_path / "quick" / "README.md").exists()
+
+
+def test_interrupted_run_says_how_to_resume(tmp_path, capsys):
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "crash").write_text("1 interrupt")
+    argv = ["run", "toy-sweep", "--quick", "--quiet", "--out", str(tmp_path / "res"), "--set", f"log_dir={log}"]
+    code, stdout, stderr = _main(argv, capsys)
+    assert code == 130
+    assert "interrupted" in stderr and "resume" in stderr and "Traceback" not in stderr
+    (log / "crash").unlink()
+    code, stdout, stderr = _main(argv, capsys)
+    assert code == 0, stderr
+    assert len(list(log.glob("call-*"))) == 3  # one chunk before the interrupt, two after
+    assert len(pd.read_csv(tmp_path / "res" / "toy-sweep.csv")) == 18

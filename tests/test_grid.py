@@ -147,11 +147,18 @@ def test_run_must_return_one_dict_per_task():
         ({"seed": -1}, "seed must be"),
         ({"n_jobs": 0}, "n_jobs must be"),
         ({"backend": "spark"}, "backend must be one of"),
+        ({"scheduler": "tcp://127.0.0.1:8786"}, "scheduler is used only with backend='dask'"),
         ({"params": {"scale": -1.0}}, "scale must be > 0, got -1.0"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
+        run_grid(TOY, quick=True, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"grid": [1, 2]}, {"params": "scale=2"}])
+def test_grid_and_params_must_be_mappings(kwargs):
+    with pytest.raises(TypeError, match=f"{next(iter(kwargs))} must be a dict"):
         run_grid(TOY, quick=True, progress=False, **kwargs)
 
 

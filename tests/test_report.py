@@ -12,9 +12,9 @@ from matplotlib.figure import Figure
 from phase_transition import run_grid, save_results
 from phase_transition.plots import boundary_staircase, cell_edges, mean_std_lines, success_heatmap
 from phase_transition.registry import register
-from phase_transition.report import build_report, format_value
+from phase_transition.report import ReportError, build_report, format_value
 
-from toy_experiments import TOY
+from toy_experiments import BROKEN_PLOT, TOY
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,6 +58,16 @@ def test_save_results_writes_every_file(tmp_path, table):
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_save_results_numpy_summary_and_unwritable_parquet(tmp_path):
+    pytest.importorskip("pyarrow")
+    mixed = pd.DataFrame({"a": [1, 2], "m": ["text", 1.5], "error": ["", ""]})
+    with pytest.warns(RuntimeWarning, match="no Parquet file"):
+        paths = save_results(mixed, tmp_path, "mixed", summary={"n": np.int64(3), "rate": np.float32(0.5)})
+    assert "parquet" not in paths and not list(tmp_path.glob("*.parquet")) and not list(tmp_path.glob(".tmp*"))
+    assert json.loads(paths["json"].read_text())["summary"] == {"n": 3, "rate": 0.5}
+    assert len(pd.read_csv(paths["csv"])) == 2
+
+
 def test_save_results_without_figure(tmp_path, table):
     paths = save_results(table, tmp_path, "nofig")
     assert "png" not in paths and not (tmp_path / "nofig.png").exists()
@@ -85,6 +95,22 @@ def test_build_report(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in cache_files]
     build_report(tmp_path, quick=True, names=["toy-sweep"], progress=False, echo=messages.append)
     assert [p.stat().st_mtime_ns for p in cache_files] == stamps
+
+
+def test_a_failing_experiment_does_not_stop_the_report(tmp_path):
+    register(TOY)
+    register(BROKEN_PLOT)
+    with pytest.raises(ReportError, match="toy-broken-plot") as info:
+        build_report(tmp_path, quick=True, names=["toy-broken-plot", "toy-sweep"], progress=False, echo=lambda m: None)
+    assert list(info.value.failures) == ["toy-broken-plot"]
+    assert "RuntimeError: toy plot is broken" in info.value.failures["toy-broken-plot"]
+    text = (tmp_path / "quick" / "README.md").read_text()
+    assert "**Failed:** `RuntimeError: toy plot is broken`" in text
+    assert "![toy-sweep](toy-sweep.png)" in text  # the next experiment still ran
+    assert "--only toy-broken-plot --only toy-sweep" in text
+    with pytest.raises(RuntimeError, match="toy plot is broken"):
+        build_report(tmp_path, quick=True, names=["toy-broken-plot"], progress=False, echo=lambda m: None,
+                     fail_fast=True)
 
 
 def test_format_value():
@@ -126,7 +152,7 @@ def test_success_heatmap_several_panels():
     df["other"] = 1.0
     fig = success_heatmap(df, [("success", "a"), ("other", "b")])
     assert len(fig.axes) == 3
-    np.testing.assert_array_equal(np.asarray(fig.axes[1].collections[0].get_array()), np.ones(24))
+    np.testing.assert_array_equal(np.asarray(fig.axes[1].collections[0].get_array()).ravel(), np.ones(24))
 
 
 def test_mean_std_lines():

@@ -119,3 +119,19 @@ ARRAY = Experiment(
     quick_grid={"a": [1]},
     trials=2,
 )
+
+
+def broken_plot(table, config):
+    raise RuntimeError("toy plot is broken")
+
+
+BROKEN_PLOT = Experiment(
+    name="toy-broken-plot",
+    description="its figure raises",
+    run=array_run,
+    grid={"a": [1, 2]},
+    quick_grid={"a": [1]},
+    trials=1,
+    quick_trials=1,
+    plot=broken_plot,
+)
