@@ -144,7 +144,9 @@ def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, 
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every sweep.")
 @click.option("--no-cache", is_flag=True, help="Recompute every chunk.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def report_cmd(quick, out, only, n_jobs, seed, no_cache, quiet):
+@click.option("--readme", "readme_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Also refresh the gallery and claims table between the markers of this README.")
+def report_cmd(quick, out, only, n_jobs, seed, no_cache, quiet, readme_path):
     """Run every registered experiment and write its files and README.md into --out."""
     from .report import ReportError, build_report
 
@@ -153,7 +155,8 @@ def report_cmd(quick, out, only, n_jobs, seed, no_cache, quiet):
         raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
     try:
         path = build_report(out, quick=quick, names=names, n_jobs=n_jobs, seed=seed, use_cache=not no_cache,
-                            progress=False if quiet else None, echo=click.echo)
+                            progress=False if quiet else None, echo=click.echo,
+                            readme_path=readme_path)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {path}")

@@ -14,11 +14,15 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .claims import CLAIMS, claims_table
 from .grid import package_version, run_grid
 from .registry import get_experiment, list_experiments
 from .results import save_results
 
-__all__ = ["build_report", "format_value", "ReportError"]
+__all__ = ["build_report", "update_readme", "format_value", "ReportError", "GALLERY"]
+
+#: The main figures shown in the top-level README gallery, in order.
+GALLERY = ("molrg-sgd-single", "molrg-kss", "molrg-sgd-vs-kss", "locality-radius", "locality-tradeoff", "cir-radius")
 
 MODES = {True: "quick", False: "full"}
 
@@ -45,6 +49,14 @@ def format_value(v) -> str:
     return str(v)
 
 
+def _claim_text(exp) -> str:
+    """What the paper claims: the claims of :mod:`phase_transition.claims` quoting this experiment."""
+    claims = [c for c in CLAIMS if c.experiment == exp.name]
+    if not claims:
+        return f"**Shows.** {exp.description}."
+    return "\n".join(f"**Claim ({c.source}).** {c.statement}; tests assert: {c.tolerance}." for c in claims)
+
+
 def _section(exp, table, summary, mode: str, folder: Path | None = None) -> str:
     cfg = table.attrs["config"]
     flag = " --quick" if mode == "quick" else ""
@@ -55,7 +67,7 @@ def _section(exp, table, summary, mode: str, folder: Path | None = None) -> str:
     lines = [
         f"## {exp.name}",
         "",
-        f"**Claim.** {exp.description}. {exp.doc.strip().splitlines()[0] if exp.doc.strip() else ''}".rstrip(),
+        _claim_text(exp),
         "",
         f"![{exp.name}]({exp.name}.png)" if folder is None or (folder / f"{exp.name}.png").exists() else "(no figure)",
         "",
@@ -82,6 +94,7 @@ def build_report(
     progress: bool | None = None,
     echo: Callable[[str], None] = print,
     fail_fast: bool = False,
+    readme_path: str | Path | None = None,
 ) -> Path:
     """Run the experiments (all registered ones, or ``names``) and write the report; returns its README path.
 
@@ -105,6 +118,9 @@ def build_report(
         summary).  Otherwise the failure is written into its section, the other
         experiments go on, and :class:`ReportError` is raised once the README is
         written.
+    readme_path : path, optional
+        Also refresh the gallery and the claims table of this README (the
+        project's top-level one), see :func:`update_readme`.
 
     Returns
     -------
@@ -136,6 +152,8 @@ def build_report(
         sections.append(_section(exp, table, summary, mode, folder))
         echo(f"[report] {exp.name}: {config['n_rows']} rows in {config['runtime_s']:.1f} s")
     total = time.perf_counter() - t0
+    if readme_path is not None:
+        update_readme(readme_path, summaries, folder)
     only = "".join(f" --only {e.name}" for e in exps) if names else ""
     head = [
         f"# Report ({mode})",
@@ -150,8 +168,12 @@ def build_report(
         "|---|---|",
     ]
     head += [f"| [{e.name}](#{e.name}) | {'**failed** ' if e.name in failures else ''}{e.description} |" for e in exps]
+    claims = ["## Claims", "",
+              "Every result of the two papers that the toolkit checks, the tests that assert it (in `tests/`), "
+              "their tolerance, and what this run measured.", "",
+              claims_table(summaries, link=lambda e: f"#{e}"), ""]
     readme = folder / "README.md"
-    readme.write_text("\n".join(head + [""] + sections))
+    readme.write_text("\n".join(head + [""] + claims + sections))
     _write_index(Path(out))
     if failures:
         raise ReportError(readme, failures)
@@ -164,3 +186,39 @@ def _write_index(out: Path) -> None:
         if (out / mode / "README.md").exists():
             lines.append(f"- [{mode}]({mode}/README.md): {what}")
     (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def _replace_between(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"readme_path: no '{start}' ... '{end}' markers")
+    return text[: i + len(start)] + "\n" + body.strip("\n") + "\n" + text[j:]
+
+
+def update_readme(readme_path: str | Path, summaries: dict, folder: str | Path) -> Path:
+    """Write the gallery (:data:`GALLERY` figures present in ``folder``) and the claims table into a README.
+
+    The README must hold ``<!-- gallery:start -->``/``<!-- gallery:end -->`` and
+    ``<!-- claims:start -->``/``<!-- claims:end -->`` markers; only the text
+    between them changes.  Links are relative to the README's folder.
+    """
+    readme_path = Path(readme_path)
+    text = readme_path.read_text()
+    folder = Path(folder)
+    try:
+        rel = folder.resolve().relative_to(readme_path.parent.resolve()).as_posix()
+    except ValueError:
+        rel = folder.resolve().as_posix()
+    figures = [name for name in GALLERY if (folder / f"{name}.png").exists()]
+    gallery = [f"Figures of the committed report ([{rel}/README.md]({rel}/README.md)); each is regenerated by "
+               "`make report-full` and explained there.", ""]
+    for name in figures:
+        exp = get_experiment(name)
+        gallery += [f"**{exp.description}** ([details]({rel}/README.md#{name}))", "", f"![{name}]({rel}/{name}.png)", ""]
+    claims = [f"Measured values are from the report in [{rel}]({rel}/README.md) (rewritten by the report; not typed by hand).",
+              "", claims_table(summaries, link=lambda e: f"{rel}/README.md#{e}")]
+    text = _replace_between(text, "gallery", "\n".join(gallery))
+    text = _replace_between(text, "claims", "\n".join(claims))
+    readme_path.write_text(text)
+    return readme_path

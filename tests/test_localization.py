@@ -13,6 +13,7 @@ from locality import (
     random_banded_precision,
     truncation_error,
 )
+from phase_transition.experiments.checks import brute_force_localization  # the independent reference
 
 
 @pytest.fixture(scope="module")
@@ -21,21 +22,9 @@ def sigma_t():
     return ou_covariance(np.linalg.inv(P0), 0.3)
 
 
-def _brute_force(Sigma, r):
-    """Var(s_i(x) | x_S) = p_i^T (Sigma - Sigma_{:,S} Sigma_SS^{-1} Sigma_{S,:}) p_i, one row at a time."""
-    d = len(Sigma)
-    P = np.linalg.inv(Sigma)
-    out = np.empty(d)
-    for i in range(d):
-        S = [j for j in range(d) if abs(i - j) <= r]
-        cond = Sigma - Sigma[:, S] @ np.linalg.solve(Sigma[np.ix_(S, S)], Sigma[S, :])
-        out[i] = P[i] @ cond @ P[i]
-    return out
-
-
 @pytest.mark.parametrize("r", [0, 1, 3, 7, 12])
 def test_matches_brute_force_conditional_variance(sigma_t, r):
-    assert_allclose(localization_error(sigma_t, r), _brute_force(sigma_t, r), rtol=0, atol=1e-10)
+    assert_allclose(localization_error(sigma_t, r), brute_force_localization(sigma_t, r), rtol=0, atol=1e-10)
 
 
 def test_nonnegative_monotone_and_zero_beyond_d(sigma_t):

@@ -5,9 +5,9 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
 
 from molrg import MoLRG, posterior_mean, posterior_mean_from_bases, posterior_weights, score
+from phase_transition.experiments.checks import dense_posterior  # the independent reference (scipy, dense)
 
 MODELS = [
     dict(n=7, dims=[3], weights=None, orthogonal=True),
@@ -16,26 +16,6 @@ MODELS = [
     dict(n=10, dims=[2, 2, 3], weights=[0.1, 0.6, 0.3], orthogonal=True, noise_std=0.2),
 ]
 SCALE_SIGMA = [(1.0, 0.05), (0.7, 0.3), (0.35, 1.0), (1.0, 4.0), (0.05, 20.0)]
-
-
-def dense_posterior(model, x, s, sigma):
-    """Independent reference: full-covariance Gaussian mixture with scipy.
-
-    Given k: x_0 ~ N(0, S0_k), S0_k = U U^T + delta^2 I, and x_t | x_0 ~ N(s x_0, s^2 sigma^2 I), so
-    x_t ~ N(0, s^2 (S0_k + sigma^2 I)) and E[x_0 | x_t, k] = S0_k (S0_k + sigma^2 I)^{-1} x_t / s.
-    """
-    n = model.n
-    covs0 = model.covariances()
-    logp = np.stack(
-        [
-            np.log(model.weights[k]) + multivariate_normal(np.zeros(n), s**2 * (covs0[k] + sigma**2 * np.eye(n))).logpdf(x)
-            for k in range(model.n_components)
-        ],
-        axis=-1,
-    ).reshape(x.shape[0], -1)
-    w = np.exp(logp - logsumexp(logp, axis=-1, keepdims=True))
-    means = np.stack([np.linalg.solve(C + sigma**2 * np.eye(n), C @ x.T).T / s for C in covs0], axis=1)
-    return w, np.einsum("mk,mkn->mn", w, means), logp
 
 
 @pytest.mark.parametrize("spec", MODELS)

@@ -281,7 +281,7 @@ def _plot_error(table, config):
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, col, title in zip(axes, ["error_sum", "error_max", "error_mean"],
-                              ["sum_i e_i(r)  (total, linear in d)", "max_i e_i(r)  (independent of d)", "sum_i e_i(r) / d"]):
+                              ["sum_i e_i(r)  (total, linear in d)", "max_i e_i(r)", "sum_i e_i(r) / d  (per component: independent of d)"]):
         stats = _mean_std(table, ["d", "r"], col)
         for d in sorted(stats["d"].unique()):
             sel = stats[(stats["d"] == d) & (stats["mean"] > 0)].sort_values("r")
@@ -308,9 +308,10 @@ def _summarize_error(table, config) -> dict:
         if len(sel) >= 2:
             slope = np.polyfit(sel["r"], np.log10(sel["mean"]), 1)[0]
             out[f"decades per unit r of sum_i e_i (d={d})"] = round(float(-slope), 3)
-    mx = _mean_std(table, ["d", "r"], "error_max")
-    r1 = sorted(mx["r"].unique())[min(1, mx["r"].nunique() - 1)]
-    out[f"max_i e_i(r={r1}) per d"] = {int(d): float(v) for d, v in mx[mx["r"] == r1].set_index("d")["mean"].items()}
+    r1 = sorted(table["r"].unique())[min(1, table["r"].nunique() - 1)]
+    for col, what in (("error_mean", "mean_i"), ("error_max", "max_i")):
+        st = _mean_std(table, ["d", "r"], col)
+        out[f"{what} e_i(r={r1}) per d"] = {int(d): round(float(v), 4) for d, v in st[st["r"] == r1].set_index("d")["mean"].items()}
     return out
 
 

@@ -1,0 +1,203 @@
+"""The claims table: every result of the two papers the toolkit checks, its tests and what was measured.
+
+Each :class:`Claim` names its source (lemma, theorem, proposition or figure),
+the tests that assert it (pytest node ids; ``tests/test_claims.py`` checks they
+exist), the tolerance those tests use, and the experiment whose summary holds
+the measured value.  :func:`claims_table` renders the table from the summaries
+of a report run, so the "measured" column is always what the code computed:
+a claim whose experiment did not run says so instead of showing a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+__all__ = ["Claim", "CLAIMS", "claims_table", "measured_text"]
+
+Summary = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checked result.
+
+    ``measure(summary) -> str`` formats the measured value from the summary of
+    ``experiment``; a missing key raises ``KeyError`` (a claim that quotes
+    nothing is a defect, and the tests catch it).
+    """
+
+    source: str
+    statement: str
+    tests: tuple[str, ...]
+    tolerance: str
+    experiment: str
+    measure: Callable[[Summary], str]
+
+
+def _g(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_g(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _keys(*keys: str, labels: tuple[str, ...] | None = None) -> Callable[[Summary], str]:
+    """``label value; label value`` for the given summary keys."""
+
+    def measure(s: Summary) -> str:
+        return "; ".join(f"{lab} {_g(s[k])}" for k, lab in zip(keys, labels or keys))
+
+    return measure
+
+
+def _boundary(s: Summary) -> str:
+    text = (f"success {_g(s['success_below_boundary'])} below the boundary, "
+            f"{_g(s['success_above_boundary'])} at or above, {_g(s['success_far_above'])} far above")
+    if "cells_matching_oracle" in s:
+        text += f"; cells equal to the oracle {s['cells_matching_oracle']}"
+    return text
+
+
+def _prefixed(prefix: str, what: str) -> Callable[[Summary], str]:
+    """Every key starting with ``prefix``, as ``rest: value``."""
+
+    def measure(s: Summary) -> str:
+        items = [(k[len(prefix):].strip(), v) for k, v in s.items() if k.startswith(prefix)]
+        if not items:
+            raise KeyError(prefix)
+        return f"{what}: " + ", ".join(f"{k}: {_g(v)}" for k, v in items)
+
+    return measure
+
+
+def _generalization(s: Summary) -> str:
+    sp = {k[len("spearman_"):]: v for k, v in s.items() if k.startswith("spearman_")}
+    half = {k[len("N_over_d_half_"):]: v for k, v in s.items() if k.startswith("N_over_d_half_")}
+    if not sp:
+        raise KeyError("spearman_")
+    return (f"GL closed form {_g(s['gl_closed_form_mean'])}, empirical optimum {_g(s['gl_empirical_mean'])}; "
+            f"MLP Spearman(GL, N) {_g(sp)}; N/d where GL first >= 0.5: {_g(half)}")
+
+
+def _tradeoff(s: Summary) -> str:
+    parts = []
+    for k, v in s.items():
+        if k.endswith(": best r"):
+            head = k[: -len(": best r")]
+            N = head.split()[0]
+            parts.append(f"{head}: min {_g(s[head + ': min error'])} at r = {v} "
+                         f"(non-localized {_g(s[N + ': non-localized error'])})")
+    if not parts:
+        raise KeyError("best r")
+    return "; ".join(parts)
+
+
+def _cir(s: Summary) -> str:
+    acf = ", ".join(f"r={k[len('acf_lag1_r'):]}: {_g(v)}" for k, v in s.items() if k.startswith("acf_lag1_r"))
+    w1 = [v for k, v in s.items() if k.startswith("w1_r")]
+    if not w1:
+        raise KeyError("w1_r")
+    return (f"lag-1 autocorrelation {acf} (exact {_g(s['acf_lag1_exact'])}); "
+            f"W1 to the Gamma law {_g(min(w1))} to {_g(max(w1))} (training data {_g(s['w1_train'])})")
+
+
+_P = "MoLRG paper"
+_L = "Locality paper"
+_CHECK = "formula-checks"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(f"{_P}, Lemma 1 / Proposition 1", "Closed-form posterior mean of a MoLRG (soft projection, log-sum-exp weights)",
+          ("tests/test_posterior.py::test_matches_dense_mixture", "tests/test_posterior.py::test_finite_in_float32_over_noise_range"),
+          "1e-10 relative to the dense scipy mixture", _CHECK, _keys("posterior-dense (max relative error)", labels=("max relative error",))),
+    Claim(f"{_P}, score (Tweedie)", "The score is (s E[x_0|x_t] - x_t) / (s^2 sigma^2)",
+          ("tests/test_posterior.py::test_score_is_gradient_of_dense_log_density",),
+          "1e-6 against a finite difference of the dense log-density", _CHECK,
+          _keys("score-fd (max relative error)", labels=("max relative error",))),
+    Claim(f"{_P}, Theorem 1", "Single-component DAE loss = A - (B/N) * PCA objective",
+          ("tests/test_loss.py::test_monte_carlo_matches_closed_form", "tests/test_loss.py::test_solvers_beat_random_bases"),
+          "Monte Carlo within 4 standard errors", _CHECK, _keys("loss-single (max standard errors)", labels=("max |MC - closed form| / se",))),
+    Claim(f"{_P}, Theorem 3", "Hardmax DAE loss = A - (B/N) * K-subspaces objective",
+          ("tests/test_loss.py::test_monte_carlo_matches_closed_form", "tests/test_loss.py::test_hand_written_gradient_equals_autograd"),
+          "Monte Carlo within 4 standard errors", _CHECK, _keys("loss-hardmax (max standard errors)", labels=("max |MC - closed form| / se",))),
+    Claim(f"{_P}, figure 4b", "PCA (the trained single DAE) recovers the subspace exactly when N >= d",
+          ("tests/test_solvers.py::test_pca_phase_transition_is_exact", "tests/test_molrg_experiments.py::test_pca_boundary_is_exactly_n_equals_d"),
+          "exact: success 0 for N < d, 1 for N >= d", "molrg-pca", _boundary),
+    Claim(f"{_P}, figure 4a", "SGD on the single DAE loss succeeds above N = d",
+          ("tests/test_sgd.py::test_k1_phase_transition_targets", "tests/test_molrg_experiments.py::test_sgd_single_learns_the_subspace_above_n_equals_d"),
+          "n = 48, d = 4: success >= 0.95 at N = 8, 0 at N = 2; grid: 0 for N < d, >= 0.8 for N >= 2d", "molrg-sgd-single", _boundary),
+    Claim(f"{_P}, figure 4c (figure 8 with K = 3)", "K-subspaces: phase transition at N = K d",
+          ("tests/test_molrg_experiments.py::test_kss_succeeds_far_above_and_fails_below_k_d", "tests/test_solvers.py::test_kss_always_fails_below_Kd"),
+          "success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-kss", _boundary),
+    Claim(f"{_P}, figure 4d", "SGD on the hardmax DAE loss: phase transition at N = K d",
+          ("tests/test_molrg_experiments.py::test_sgd_and_kss_agree_on_the_same_data",),
+          "success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-sgd", _boundary),
+    Claim(f"{_P}, Theorem 3 in practice", "SGD on the DAE loss and K-subspaces succeed or fail on the same data sets",
+          ("tests/test_sgd.py::test_k2_hardmax_agrees_with_k_subspaces", "tests/test_molrg_experiments.py::test_sgd_and_kss_agree_on_the_same_data"),
+          "agreement >= 0.9 over the grid", "molrg-sgd-vs-kss", _keys("agreement", "success_far_above", "kss_success_far_above",
+                                                                       labels=("agreement", "SGD success far above", "KSS success far above"))),
+    Claim(f"{_P}, Lemma 2", "The Jacobian of the posterior mean has rank <= sum_k d_k (low rank at every SNR)",
+          ("tests/test_jacobian.py::test_lemma2_closed_form_rank_along_trajectories", "tests/test_jacobian.py::test_lemma2_holds_on_random_points_all_snr",
+           "tests/test_molrg_extensions.py::test_jacobian_rank_quick"),
+          "rank <= sum_k d_k at every point; = d_k of the nearest component at high SNR", "molrg-jacobian-rank",
+          _keys("rank_bound", "closed_form_rank_max", "closed_form_bound_violations", "softmax_dae_rank_max", "mlp_rank_max",
+                labels=("bound", "closed form max rank", "violations", "trained softmax DAE max rank", "MLP max rank"))),
+    Claim(f"{_P}, memorization to generalization", "GL of a trained MLP rises from ~0 (copies) towards 1 (generalizes) as N/d grows",
+          ("tests/test_generalization.py::test_empirical_denoiser_memorizes", "tests/test_generalization.py::test_closed_form_generalizes",
+           "tests/test_molrg_extensions.py::test_generalization_quick_trend_and_references"),
+          "empirical optimum GL < 0.1; closed form 0.8 to 1.2; Spearman(GL, N) > 0.8", "molrg-generalization", _generalization),
+    Claim(f"{_L}, Theorem 2.1 and figure 1", "The precision P_t stays approximately banded along the OU process; r_eff nearly independent of d",
+          ("tests/test_locality_forward.py::test_r_eff_is_b_at_t0_and_zero_at_large_t",
+           "tests/test_locality_forward.py::test_max_r_eff_nearly_independent_of_d_and_grows_with_b",
+           "tests/test_locality_experiments.py::test_radius_experiment"),
+          "r_eff(0) = b; max_t r_eff differs by <= 2 between d = 100 and 400", "locality-radius", _prefixed("max_t r_eff", "max over t of r_eff")),
+    Claim(f"{_L}, Theorem 2.1 (decay)", "Off-diagonal entries of P_t decay exponentially in |i - j|",
+          ("tests/test_locality_forward.py::test_decay_rate_recovers_geometric_profile", "tests/test_locality_experiments.py::test_decay_experiment"),
+          "fitted rate recovers a geometric profile to 1e-10", "locality-decay", _prefixed("decay rate per unit r", "natural-log decay rate per unit r")),
+    Claim(f"{_L}, Theorem 3.2 / equation 3.14", "Exact localization error e_i(r) = P_t[i,i] - ((Sigma_t)_SS^-1)[i,i]",
+          ("tests/test_localization.py::test_matches_brute_force_conditional_variance", "tests/test_localization.py::test_nonnegative_monotone_and_zero_beyond_d"),
+          "1e-10 against the brute-force conditional variance", _CHECK,
+          _keys("localization-brute-force (max absolute error)", labels=("max absolute error",))),
+    Claim(f"{_L}, Proposition 3.3", "The marginal score on S is the L2-optimal localized score; truncation error = optimal + distance",
+          ("tests/test_localization.py::test_pythagorean_identity", "tests/test_localization.py::test_marginal_score_matrix_rows"),
+          "identity to 1e-10", _CHECK, _keys("pythagorean (max absolute error)", labels=("max absolute error",))),
+    Claim(f"{_L}, Theorem 3.2 (rate)", "The localization error decays exponentially in r; per component it does not depend on d",
+          ("tests/test_locality_experiments.py::test_error_experiment",),
+          "log-linear decay; per-component error comparable across d", "locality-error",
+          lambda s: _prefixed("decades per unit r of sum_i e_i", "decades per unit r of sum_i e_i")(s) + "; "
+          + "; ".join(f"{k}: {_g(v)}" for k, v in s.items() if k.startswith("mean_i"))),
+    Claim(f"{_L}, section 4.1.2 / equation 4.6", "Exact propagation of the DDPM covariance; the non-localized sampler recovers Sigma",
+          ("tests/test_locality_ddpm.py::test_nonlocalized_with_true_covariance_recovers_sigma",
+           "tests/test_locality_ddpm.py::test_sampled_covariance_matches_exact_within_monte_carlo"),
+          "relative spectral error < 1e-2 (DDPM discretization)", _CHECK,
+          _keys("ddpm-discretization (max relative spectral error)", labels=("relative spectral error",))),
+    Claim(f"{_L}, figure 2", "A moderate radius r balances localization and statistical error (U-shaped curve)",
+          ("tests/test_locality_experiments.py::test_tradeoff_quick_grid_u_shape", "tests/test_locality_ddpm.py::test_tradeoff_curve_shapes_and_limits"),
+          "minimum strictly inside the r range and below the non-localized error", "locality-tradeoff", _tradeoff),
+    Claim(f"{_L}, section 4.2 (CIR simulator)", "Exact CIR transitions: Gamma stationary law, autocorrelation exp(-a h)",
+          ("tests/test_cir.py::test_exact_simulator_marginal_passes_ks_and_autocorrelation_matches",),
+          "KS p > 0.01 at 20 000 values; autocorrelation within 0.03", _CHECK,
+          _keys("cir-exact-acf (max absolute error)", labels=("max autocorrelation error",))),
+    Claim(f"{_L}, figure 3", "A localized neural score with radius r >= 1 reproduces the CIR marginal and autocorrelation; r = 0 cannot",
+          ("tests/test_cir_score.py::test_radius_zero_cannot_see_correlations", "tests/test_cir_score.py::test_radius_three_recovers_autocorrelation_and_marginal"),
+          "r = 0: lag-1 < 0.2; r = 3: within 0.15 of exp(-a), W1 < 0.06", "cir-radius", _cir),
+)
+
+
+def measured_text(claim: Claim, summaries: Mapping[str, Summary]) -> str:
+    """The measured value of ``claim`` from ``summaries`` (by experiment name), or why there is none."""
+    if claim.experiment not in summaries:
+        return f"not run (`{claim.experiment}`)"
+    return claim.measure(summaries[claim.experiment])
+
+
+def claims_table(summaries: Mapping[str, Summary], *, link: Callable[[str], str] | None = None) -> str:
+    """The claims as a Markdown table; ``link(experiment)`` may turn the experiment name into a link target."""
+    rows = ["| claim | what it says | tests | tolerance | measured (experiment) |", "|---|---|---|---|---|"]
+    for c in CLAIMS:
+        tests = "<br>".join(f"`{t.split('::')[-1]}`" for t in c.tests)
+        exp = f"[{c.experiment}]({link(c.experiment)})" if link else c.experiment
+        cells = [c.source, c.statement, tests, c.tolerance, f"{measured_text(c, summaries)} ({exp})"]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows)
