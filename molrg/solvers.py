@@ -18,8 +18,14 @@ r"""Solvers for the two problems the denoising loss reduces to (SPEC A6).
   the estimator is that kernel with ``B = 1``.
 * Initializations: ``random`` (Haar bases) and ``spectral``
   (:func:`spectral_init`, after Wang-Liu-So-Balzano 2022: absolute cosine
-  similarities, ``q`` nearest neighbours per row, symmetrized, scikit-learn's
-  ``SpectralClustering(affinity="precomputed")``, PCA per group).
+  similarities, ``q`` nearest neighbours per row, symmetrized, spectral
+  clustering, PCA per group).  The clustering step is batched over all
+  problems and ``q`` values by default (one batched ``eigh`` of the normalized
+  affinities, then scikit-learn's ``cluster_qr`` assignment reproduced in
+  numpy); ``backend="sklearn"`` / ``spectral_backend="sklearn"`` runs the
+  reference ``SpectralClustering(affinity="precomputed",
+  assign_labels="cluster_qr")`` once per problem and ``q`` on the same
+  affinity.
 * :func:`oracle_bases`: PCA of each TRUE cluster (reference only).
 
 Numerical choices (documented here because SPEC leaves them open):
@@ -45,6 +51,7 @@ Numerical choices (documented here because SPEC leaves them open):
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import warnings
 from typing import Any, NamedTuple, Sequence
@@ -69,6 +76,7 @@ __all__ = [
     "oracle_bases",
     "spectral_init",
     "spectral_q_values",
+    "SPECTRAL_BACKENDS",
     "KSubspaces",
     "KSubspacesResult",
     "k_subspaces",
@@ -120,8 +128,9 @@ def _problem_rngs(random_state: Any, B: int) -> list[np.random.Generator]:
     return list(check_random_state(random_state).spawn(B))
 
 
-def _check_options(init, n_init, max_iter, q):
+def _check_options(init, n_init, max_iter, q, spectral_backend="batched"):
     check_choice("init", init, INITS)
+    check_choice("spectral_backend", spectral_backend, SPECTRAL_BACKENDS)
     n_init = check_int("n_init", n_init, low=1)
     max_iter = check_int("max_iter", max_iter, low=1)
     _check_q(q)
@@ -333,7 +342,7 @@ def _reseed(lab: np.ndarray, E: np.ndarray, Z: np.ndarray, mask: np.ndarray, K: 
     return lab
 
 
-def _kss_kernel(Z, mask, run_prob, U0, dims, max_iter):
+def _kss_kernel(Z, mask, run_prob, U0, dims, max_iter, labels0=None):
     """K-subspaces iterations for many runs at once (private: inputs validated).
 
     Parameters
@@ -343,6 +352,11 @@ def _kss_kernel(Z, mask, run_prob, U0, dims, max_iter):
     U0 : ``(R, K, r, dmax)`` starting bases, zero-padded beyond ``d_k`` (need
         not be orthonormal: only the first assignment uses them).
     dims, max_iter : as validated.
+    labels0 : ``(R, N)``, optional
+        Labels whose refit ``U0`` is (the spectral start).  A run whose first
+        assignment reproduces them skips that refit (it would return ``U0``
+        again) but counts it, so results and ``n_iter`` are those of the
+        plain iteration.
 
     Each run iterates assign (ties within ``8 r eps ||z||^2`` keep the previous
     label) -> (re-seed empty clusters) -> refit until its
@@ -387,8 +401,12 @@ def _kss_kernel(Z, mask, run_prob, U0, dims, max_iter):
             todo = ~same
             if it == max_iter or not todo.any():
                 continue
-            U[c[todo]] = _refit(Zc[todo], lab[todo], K, dmax)[0] * colmask
             n_iter[c[todo]] += 1
+            if it == 0 and labels0 is not None:  # refit of the start's own labels: U0 again
+                todo &= ~(lab == labels0[c]).all(-1)
+                if not todo.any():
+                    continue
+            U[c[todo]] = _refit(Zc[todo], lab[todo], K, dmax)[0] * colmask
         active = active[~converged[active]]
     return U, labels, obj, n_iter, converged
 
@@ -425,53 +443,149 @@ def spectral_q_values(N: int, K: int, d_max: int, q: Any = None) -> tuple[int, .
     return tuple(sorted({min(max(v, 1), hi) for v in qs}))
 
 
-def _spectral_labels(Z: np.ndarray, K: int, q: int, seed: int) -> np.ndarray:
-    """Spectral clustering of the rows of ``Z`` ``(N, r)`` (valid rows only) into ``K`` groups.
+SPECTRAL_BACKENDS = ("batched", "sklearn")
 
-    Affinity: absolute cosine similarities, the ``q`` largest kept in each row
-    (self excluded), symmetrized as ``(A + A^T) / 2``; then scikit-learn's
-    ``SpectralClustering(affinity="precomputed", assign_labels="cluster_qr")``
-    (deterministic, no k-means restarts).  ``N <= K``: every point its own group.
+_SPECTRAL_BLOCK = 1 << 22  # affinity entries per block of the spectral start (bounds the (runs, N, N) stacks)
+
+
+def _knn_affinity(Z: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """q-nearest absolute-cosine affinities of the rows of every ``Z[i]`` ``(R, N, r)``, as ``(R, N, N)``.
+
+    Shared by both spectral backends.  All rows are valid (the caller gathers
+    the valid rows of equal-``N`` runs); ``q`` ``(R,)`` is per run, in
+    ``[1, N - 1]``.  Row ``i`` keeps its ``q`` largest ``|cos(z_i, z_j)|``,
+    ``j != i``, chosen by a stable sort (ties: lowest index first), so exactly
+    ``q`` entries per row; then ``A <- (A + A^T) / 2``.  Zero rows have
+    cosine 0 with everything (no weight).
     """
-    N = Z.shape[0]
-    if N <= K:
-        return np.arange(N)
+    R, N, _ = Z.shape
+    norms = np.linalg.norm(Z, axis=-1, keepdims=True)
+    Zn = Z / np.where(norms > 0, norms, 1)
+    S = np.abs(Zn @ np.swapaxes(Zn, -1, -2))
+    diag = np.arange(N)
+    S[:, diag, diag] = -1.0  # self last in every row (q <= N - 1 never reaches it)
+    order = np.argsort(-S, axis=-1, kind="stable")
+    keep = np.empty(S.shape, dtype=bool)
+    np.put_along_axis(keep, order, np.broadcast_to(diag < np.asarray(q)[:, None, None], S.shape), axis=-1)
+    A = np.where(keep, np.maximum(S, 0), 0).astype(Z.dtype, copy=False)
+    return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def _cluster_qr_batched(E: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``cluster_qr`` on every embedding ``E`` ``(R, N, K)`` at once: labels ``(R, N)``.
+
+    Pivots: greedy column-pivoted QR of ``E^T`` (``K`` steps: the node with the
+    largest residual norm, first on ties, then project it out), as LAPACK
+    ``geqp3`` in ``scipy.linalg.qr(pivoting=True)``; then the rotation
+    ``U V^T`` from the SVD of the ``K x K`` pivot block and the argmax of
+    ``|E U V^T|`` per row.
+    """
+    R, N, K = E.shape
+    res = E.copy()
+    piv = np.empty((R, K), dtype=np.int64)
+    rows = np.arange(R)
+    for j in range(K):
+        p = np.einsum("rnk,rnk->rn", res, res).argmax(-1)
+        piv[:, j] = p
+        v = res[rows, p]
+        nv = np.linalg.norm(v, axis=-1, keepdims=True)
+        v = v / np.where(nv > 0, nv, 1)
+        res -= (res @ v[:, :, None]) * v[:, None, :]
+    P = np.take_along_axis(E, piv[:, :, None], 1)  # (R, K pivots, K)
+    u, _, vh = np.linalg.svd(np.swapaxes(P, -1, -2))
+    return np.abs(E @ (u @ vh)).argmax(-1)
+
+
+def _spectral_cluster_batched(A: np.ndarray, K: int) -> np.ndarray:
+    """Spectral clustering of every affinity ``A`` ``(R, N, N)`` into ``K`` groups, one batched ``eigh``.
+
+    Reproduces ``SpectralClustering(affinity="precomputed", assign_labels="cluster_qr")``
+    (scikit-learn's ``spectral_embedding`` with ``norm_laplacian=True,
+    drop_first=False``): the eigenvectors ``x`` of the ``K`` smallest
+    eigenvalues of ``L = I - D^{-1/2} A D^{-1/2}`` (= the ``K`` largest of
+    ``D^{-1/2} A D^{-1/2}``; isolated nodes use degree 1, as
+    ``scipy.sparse.csgraph.laplacian``), rescaled to ``u = D^{-1/2} x``, then
+    :func:`_cluster_qr_batched`.  ``cluster_qr`` is invariant to an orthogonal
+    change of basis of the embedding, so eigenvector signs and order do not
+    matter; only a degenerate ``K``-th eigenvalue (more than ``K`` connected
+    components) leaves the choice open, and the two backends may then differ.
+    """
+    deg = A.sum(-1)
+    dd = np.where(deg > 0, np.sqrt(deg), 1)
+    M = A / dd[:, :, None] / dd[:, None, :]
+    _, V = np.linalg.eigh(M)
+    return _cluster_qr_batched(V[:, :, -K:] / dd[:, :, None])
+
+
+def _spectral_cluster_sklearn(A: np.ndarray, K: int, seeds: np.ndarray) -> np.ndarray:
+    """Reference backend: scikit-learn ``SpectralClustering`` on each ``A[i]`` (seeded ARPACK start)."""
     from sklearn.cluster import SpectralClustering
 
-    norms = np.linalg.norm(Z, axis=1)
-    Zn = Z / np.where(norms > 0, norms, 1.0)[:, None]
-    S = np.abs(Zn @ Zn.T)
-    np.fill_diagonal(S, -1.0)
-    q = min(q, N - 1)
-    idx = np.argpartition(-S, q - 1, axis=1)[:, :q]
-    rows = np.arange(N)[:, None]
-    A = np.zeros_like(S)
-    A[rows, idx] = np.maximum(S[rows, idx], 0.0)
-    A = 0.5 * (A + A.T)
-    if not np.any(A > 0):  # all points zero: nothing to cluster
-        return np.arange(N) % K
+    out = np.empty(A.shape[:2], dtype=np.int64)
     with warnings.catch_warnings():
         # disconnected graphs are the expected case for well-separated subspaces
         warnings.simplefilter("ignore", UserWarning)
-        model = SpectralClustering(
-            n_clusters=K, affinity="precomputed", assign_labels="cluster_qr", random_state=seed
-        )
-        return model.fit_predict(A)
+        for i in range(A.shape[0]):
+            model = SpectralClustering(
+                n_clusters=K, affinity="precomputed", assign_labels="cluster_qr", random_state=int(seeds[i])
+            )
+            out[i] = model.fit_predict(A[i])
+    return out
 
 
-def _spectral_starts(Z, mask, run_prob, run_q, run_seed, dims):
-    """Spectral starting bases ``(R, K, r, dmax)`` for runs given as (problem, q, seed).
+def _spectral_labels(Z, mask, run_prob, run_q, run_seed, K, backend="batched"):
+    """Spectral clustering of the valid rows of ``Z[run_prob[i]]`` into ``K`` groups for every run ``i``.
 
-    sklearn runs once per run (per problem, unavoidably); the PCA per group is
-    one batched refit.  With unequal dims the groups are matched to the dims by
-    the Hungarian algorithm on the captured energy ``sum of top-d_k eigenvalues``.
+    ``Z`` ``(P, N, r)``, ``mask`` ``(P, N)``; ``run_q`` neighbours per run
+    (clipped to ``N_i - 1``); ``run_seed`` seeds the ``sklearn`` backend only
+    (the ``batched`` one is deterministic).  Runs are grouped by their number
+    of valid rows ``N_i``; the valid rows are gathered, so every affinity is
+    ``N_i x N_i`` with no padding.  ``N_i <= K``: every point its own group;
+    an all-zero affinity (all points zero): labels ``i mod K``.  Returns
+    ``(R, N)`` labels, -1 on padding rows.
+    """
+    R, N = run_prob.shape[0], Z.shape[1]
+    labels = np.full((R, N), -1, dtype=np.int64)
+    counts = mask.sum(-1)[run_prob]
+    for c in np.unique(counts):
+        c = int(c)
+        runs = np.flatnonzero(counts == c)
+        step = max(1, _SPECTRAL_BLOCK // (c * c)) if c else runs.size
+        for s in range(0, runs.size, step):
+            rr = runs[s : s + step]
+            pos = np.argsort(~mask[run_prob[rr]], axis=-1, kind="stable")[:, :c]  # valid rows, in order
+            if c <= K:
+                labels[rr[:, None], pos] = np.arange(c)
+                continue
+            Zc = np.take_along_axis(Z[run_prob[rr]], pos[..., None], 1)
+            A = _knn_affinity(Zc, np.minimum(run_q[rr], c - 1))
+            if backend == "batched":
+                lab = _spectral_cluster_batched(A, K)
+            else:
+                lab = _spectral_cluster_sklearn(A, K, run_seed[rr])
+            lab[~(A > 0).any((-1, -2))] = np.arange(c) % K  # nothing to cluster
+            labels[rr[:, None], pos] = lab
+    return labels
+
+
+def _spectral_starts(Z, mask, run_prob, run_q, run_seed, dims, backend="batched"):
+    """Spectral starting bases ``(R, K, r, dmax)`` and their labels ``(R, N)`` for runs (problem, q, seed).
+
+    Labels from :func:`_spectral_labels` (the deterministic ``batched`` backend
+    computes each distinct (problem, q) once; restarts repeat it); the PCA per
+    group is one batched refit, so the bases are exactly the refit of the
+    returned labels.  With unequal dims the groups are matched to the dims by
+    the best assignment (all permutations for ``K <= 6``, else the Hungarian
+    algorithm) on the captured energy ``sum of top-d_k eigenvalues``; the
+    labels are renumbered to match.
     """
     K, dmax = len(dims), max(dims)
     R = run_prob.shape[0]
-    labels = np.full((R, Z.shape[1]), -1, dtype=np.int64)
-    for i in range(R):
-        m = mask[run_prob[i]]
-        labels[i, m] = _spectral_labels(Z[run_prob[i]][m], K, int(run_q[i]), int(run_seed[i]))
+    if backend == "batched":
+        key, first, inv = np.unique(np.stack([run_prob, run_q], 1), axis=0, return_index=True, return_inverse=True)
+        labels = _spectral_labels(Z, mask, run_prob[first], run_q[first], run_seed[first], K, backend)[inv.ravel()]
+    else:
+        labels = _spectral_labels(Z, mask, run_prob, run_q, run_seed, K, backend)
     U, lam = np.empty((R, K, Z.shape[2], dmax), dtype=Z.dtype), None
     for start in range(0, R, _CHUNK):
         sl = slice(start, start + _CHUNK)
@@ -480,15 +594,23 @@ def _spectral_starts(Z, mask, run_prob, run_q, run_seed, dims):
     if len(set(dims)) > 1:
         csum = np.cumsum(lam, -1)  # (R, K groups, dmax)
         gain = csum[:, :, np.asarray(dims) - 1]  # (R, group, slot)
-        for i in range(R):
-            groups, slots = linear_sum_assignment(gain[i], maximize=True)
-            perm = np.empty(K, dtype=np.int64)
-            perm[slots] = groups
-            U[i] = U[i, perm]
-    return U
+        if K <= 6:  # perm[slot] = group; first best permutation
+            perms = np.array(list(itertools.permutations(range(K))), dtype=np.int64)
+            perm = perms[gain[:, perms, np.arange(K)].sum(-1).argmax(-1)]
+        else:
+            perm = np.empty((R, K), dtype=np.int64)
+            for i in range(R):
+                groups, slots = linear_sum_assignment(gain[i], maximize=True)
+                perm[i, slots] = groups
+        U = np.take_along_axis(U, perm[:, :, None, None], 1)
+        slot_of = np.argsort(perm, axis=-1)  # group -> slot
+        labels = np.where(labels >= 0, np.take_along_axis(slot_of, np.maximum(labels, 0), 1), labels)
+    return U, labels
 
 
-def spectral_init(X: Any, dims: Any, *, q: Any = None, random_state: Any = None) -> tuple[np.ndarray, ...]:
+def spectral_init(
+    X: Any, dims: Any, *, q: Any = None, random_state: Any = None, backend: str = "batched"
+) -> tuple[np.ndarray, ...]:
     """Spectral starting bases for K-subspaces (SPEC A6, after Wang-Liu-So-Balzano 2022).
 
     Absolute cosine similarities of the rows, the ``q`` largest kept in each
@@ -504,7 +626,17 @@ def spectral_init(X: Any, dims: Any, *, q: Any = None, random_state: Any = None)
     q : None, int or sequence of ints, optional
         Neighbours kept per row.
     random_state : None, int or Generator
-        Seeds scikit-learn's eigensolver start.
+        Seeds scikit-learn's eigensolver start (``backend="sklearn"`` only).
+    backend : {"batched", "sklearn"}, default "batched"
+        Spectral clustering step.  ``batched``: numpy, one batched ``eigh`` of
+        the normalized affinities ``D^{-1/2} A D^{-1/2}`` over all runs, then
+        the ``cluster_qr`` assignment, deterministic.  ``sklearn``: the
+        reference, ``SpectralClustering(affinity="precomputed",
+        assign_labels="cluster_qr")`` once per run (ARPACK).  Both use the
+        same affinity and give the same labels up to a permutation of the
+        groups, except when the affinity graph has more than ``K`` connected
+        components (then the top eigenspace is degenerate and either choice is
+        as good).
 
     Returns
     -------
@@ -513,13 +645,14 @@ def spectral_init(X: Any, dims: Any, *, q: Any = None, random_state: Any = None)
     X = _check_data(X, batched=False)
     N, n = X.shape
     dims = check_dims("dims", dims, n)
+    check_choice("backend", backend, SPECTRAL_BACKENDS)
     rng = check_random_state(random_state)
     qs = spectral_q_values(N, len(dims), max(dims), q)
     R = len(qs)
     run_prob = np.zeros(R, dtype=np.int64)
     seeds = rng.integers(0, 2**31 - 1, size=R)
     mask = np.ones((1, N), dtype=bool)
-    U = _spectral_starts(X[None], mask, run_prob, np.asarray(qs), seeds, dims)
+    U, _ = _spectral_starts(X[None], mask, run_prob, np.asarray(qs), seeds, dims, backend)
     best = int(np.argmax((_energies(np.broadcast_to(X, (R, N, n)), U).max(-1)).sum(-1)))
     return tuple(_sign_flip(U[best, k, :, :d]) for k, d in enumerate(dims))
 
@@ -534,13 +667,57 @@ class KSubspacesResult(NamedTuple):
     n_iter: np.ndarray  #: ``(B,)`` refits of the kept run
 
 
-def _solve(X, mask, dims, init, n_init, max_iter, q, rngs):
-    """Validated inputs -> (KSubspacesResult, converged (B,)).  Shared by every public entry point."""
+def _count_groups(counts: np.ndarray, ratio: float = 1.25, floor: int = 8) -> list[np.ndarray]:
+    """Problems grouped by their number of valid rows: each group spans counts ``<= max(floor, ratio * smallest)``."""
+    order = np.argsort(counts, kind="stable")
+    groups, start = [], 0
+    for i in range(1, order.size + 1):
+        if i == order.size or counts[order[i]] > max(floor, ratio * counts[order[start]]):
+            groups.append(np.sort(order[start:i]))
+            start = i
+    return groups
+
+
+def _solve(X, mask, dims, init, n_init, max_iter, q, rngs, spectral_backend="batched"):
+    """Validated inputs -> (KSubspacesResult, converged (B,)).  Shared by every public entry point.
+
+    Problems are solved in groups of similar valid-row counts
+    (:func:`_count_groups`), each with its valid rows gathered to the front and
+    its padding cut to the group's largest count, so the row-space dimension
+    ``r`` (and the cost of every ``r x r`` eigendecomposition) follows the
+    problem sizes instead of the batch's largest ``N``.  Every problem uses its
+    own generator, so the grouping does not change which random numbers it gets.
+    """
+    B, N, n = X.shape
+    counts = mask.sum(-1)
+    groups = _count_groups(counts)
+    if len(groups) == 1 and counts.max() == N:
+        return _solve_block(X, mask, dims, init, n_init, max_iter, q, rngs, spectral_backend)
+    K = len(dims)
+    bases = [np.empty((B, n, d), dtype=X.dtype) for d in dims]
+    labels = np.full((B, N), -1, dtype=np.int64)
+    obj, n_iter, conv = np.empty(B), np.empty(B, dtype=np.int64), np.empty(B, dtype=bool)
+    for idx in groups:
+        c = max(int(counts[idx].max()), 1)
+        pos = np.argsort(~mask[idx], axis=-1, kind="stable")[:, :c]  # valid rows first, in order
+        Xg = np.take_along_axis(X[idx], pos[..., None], 1)
+        mg = np.take_along_axis(mask[idx], pos, 1)
+        res, cg = _solve_block(Xg, mg, dims, init, n_init, max_iter, q, [rngs[i] for i in idx], spectral_backend)
+        for k in range(K):
+            bases[k][idx] = res.bases[k]
+        labels[idx[:, None], pos] = res.labels
+        obj[idx], n_iter[idx], conv[idx] = res.objective, res.n_iter, cg
+    return KSubspacesResult(tuple(bases), labels, obj, n_iter), conv
+
+
+def _solve_block(X, mask, dims, init, n_init, max_iter, q, rngs, spectral_backend="batched"):
+    """:func:`_solve` on one padded block (no grouping)."""
     B, N, n = X.shape
     K, dmax = len(dims), max(dims)
     Xm = np.where(mask[..., None], X, 0).astype(X.dtype, copy=False)
     Z, Q = _reduce(Xm, dmax)
     counts = mask.sum(-1)
+    labels0 = None
     if init == "random":
         S = n_init
         run_prob = np.repeat(np.arange(B), S)
@@ -563,11 +740,11 @@ def _solve(X, mask, dims, init, n_init, max_iter, q, rngs):
                     run_q.append(qq)
                     run_seed.append(seeds[s])
         run_prob = np.asarray(run_prob, dtype=np.int64)
-        U0 = _spectral_starts(Z, mask, run_prob, np.asarray(run_q), np.asarray(run_seed), dims)
+        U0, labels0 = _spectral_starts(Z, mask, run_prob, np.asarray(run_q), np.asarray(run_seed), dims, spectral_backend)
     else:  # pragma: no cover - validated before
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
-    U, labels, obj, n_iter, conv = _kss_kernel(Z, mask, run_prob, U0, dims, max_iter)
+    U, labels, obj, n_iter, conv = _kss_kernel(Z, mask, run_prob, U0, dims, max_iter, labels0)
 
     # best run per problem (first on ties): runs of one problem are contiguous
     order = np.lexsort((-obj, run_prob))
@@ -600,13 +777,17 @@ def k_subspaces_batch(
     max_iter: int = 100,
     q: Any = None,
     random_state: Any = None,
+    spectral_backend: str = "batched",
 ) -> KSubspacesResult:
     """K-subspaces on ``B`` independent problems at once (SPEC A6; paper Problem 18).
 
     All problems (and all their restarts) run through one batched kernel:
     assignments are one batched matrix product, refits one batched ``eigh``
     over ``(runs, K)`` scatter matrices; each run stops as soon as its labels
-    stop changing.
+    stop changing.  The spectral start is batched too (one ``eigh`` of the
+    normalized affinities of all runs).  Problems of very different ``N`` are
+    processed in groups of similar ``N`` (their padding cut), so that small
+    problems do not pay for the largest one.
 
     Parameters
     ----------
@@ -632,6 +813,11 @@ def k_subspaces_batch(
         gives problem ``b`` its own stream, so its result does not depend on the
         batch it is solved in; a single value spawns ``B`` child generators
         (``numpy.random.Generator.spawn``), which ties results to batch positions.
+    spectral_backend : {"batched", "sklearn"}, default "batched"
+        Spectral clustering step of the spectral start (see
+        :func:`spectral_init`): ``batched`` clusters all problems and ``q``
+        values at once (one batched ``eigh``); ``sklearn`` is the per-problem
+        scikit-learn reference.
 
     Returns
     -------
@@ -643,9 +829,9 @@ def k_subspaces_batch(
     B, N, n = X.shape
     dims = check_dims("dims", dims, n)
     mask = _check_mask(mask, (B, N))
-    n_init, max_iter = _check_options(init, n_init, max_iter, q)
+    n_init, max_iter = _check_options(init, n_init, max_iter, q, spectral_backend)
     rngs = _problem_rngs(random_state, B)
-    res, conv = _solve(X, mask, dims, init, n_init, max_iter, q, rngs)
+    res, conv = _solve(X, mask, dims, init, n_init, max_iter, q, rngs, spectral_backend)
     _warn_unconverged(conv, max_iter, stacklevel=2)
     return res
 
@@ -659,6 +845,7 @@ def k_subspaces(
     max_iter: int = 100,
     q: Any = None,
     random_state: Any = None,
+    spectral_backend: str = "batched",
 ) -> KSubspacesResult:
     """Function twin of :class:`KSubspaces` for one problem ``X`` ``(N, n)``.
 
@@ -675,9 +862,9 @@ def k_subspaces(
     """
     X = _check_data(X, batched=False)
     dims = check_dims("dims", dims, X.shape[1])
-    n_init, max_iter = _check_options(init, n_init, max_iter, q)
+    n_init, max_iter = _check_options(init, n_init, max_iter, q, spectral_backend)
     rngs = [check_random_state(random_state)]
-    res, conv = _solve(X[None], np.ones((1, X.shape[0]), bool), dims, init, n_init, max_iter, q, rngs)
+    res, conv = _solve(X[None], np.ones((1, X.shape[0]), bool), dims, init, n_init, max_iter, q, rngs, spectral_backend)
     _warn_unconverged(conv, max_iter, stacklevel=2)
     return KSubspacesResult(tuple(U[0] for U in res.bases), res.labels[0], float(res.objective[0]), int(res.n_iter[0]))
 
@@ -696,6 +883,8 @@ class KSubspaces:
     q : None, int or sequence of ints
         Neighbours of the spectral start (:func:`spectral_q_values`).
     random_state : None, int or Generator
+    spectral_backend : {"batched", "sklearn"}, default "batched"
+        Spectral clustering step of the spectral start (:func:`spectral_init`).
 
     Attributes
     ----------
@@ -716,21 +905,26 @@ class KSubspaces:
     True
     """
 
-    def __init__(self, dims, *, init="spectral", n_init=1, max_iter=100, q=None, random_state=None):
+    def __init__(
+        self, dims, *, init="spectral", n_init=1, max_iter=100, q=None, random_state=None, spectral_backend="batched"
+    ):
         self.dims = dims
         self.init = init
         self.n_init = n_init
         self.max_iter = max_iter
         self.q = q
         self.random_state = random_state
+        self.spectral_backend = spectral_backend
 
     def fit(self, X, y=None):
         """Fit on ``X`` ``(N, n)``; returns ``self``."""
         X = _check_data(X, batched=False)
         dims = check_dims("dims", self.dims, X.shape[1])
-        n_init, max_iter = _check_options(self.init, self.n_init, self.max_iter, self.q)
+        n_init, max_iter = _check_options(self.init, self.n_init, self.max_iter, self.q, self.spectral_backend)
         rngs = [check_random_state(self.random_state)]
-        res, conv = _solve(X[None], np.ones((1, X.shape[0]), bool), dims, self.init, n_init, max_iter, self.q, rngs)
+        res, conv = _solve(
+            X[None], np.ones((1, X.shape[0]), bool), dims, self.init, n_init, max_iter, self.q, rngs, self.spectral_backend
+        )
         _warn_unconverged(conv, max_iter, stacklevel=2)
         self.bases_ = tuple(U[0] for U in res.bases)
         self.labels_ = res.labels[0]
@@ -750,5 +944,6 @@ class KSubspaces:
     def __repr__(self) -> str:
         return (
             f"KSubspaces(dims={self.dims!r}, init={self.init!r}, n_init={self.n_init}, "
-            f"max_iter={self.max_iter}, q={self.q!r}, random_state={self.random_state!r})"
+            f"max_iter={self.max_iter}, q={self.q!r}, random_state={self.random_state!r}, "
+            f"spectral_backend={self.spectral_backend!r})"
         )

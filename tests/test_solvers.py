@@ -190,6 +190,106 @@ def test_spectral_init_returns_orthonormal_bases(rng):
     assert len(spectral_init(X[:3], [4, 4], q=[1, 2], random_state=0)) == 2
 
 
+# ----------------------------------------------------------------------------- spectral backends
+def _same_partition(a, b):
+    """Equal up to a permutation of the group numbers (and -1 at the same places)."""
+    if not np.array_equal(a < 0, b < 0):
+        return False
+    m = a >= 0
+    pairs = set(zip(a[m].tolist(), b[m].tolist()))
+    return len(pairs) == len(set(a[m].tolist())) == len(set(b[m].tolist()))
+
+
+def _top_gap(Z, q, K):
+    """Gap between the K-th and (K+1)-th eigenvalues of D^-1/2 A D^-1/2 (0: degenerate, either choice valid)."""
+    from molrg.solvers import _knn_affinity
+
+    A = _knn_affinity(Z[None], np.array([q]))[0]
+    deg = A.sum(1)
+    dd = np.sqrt(np.where(deg > 0, deg, 1))
+    ev = np.linalg.eigvalsh(A / dd[:, None] / dd[None])[::-1]
+    return ev[K - 1] - ev[K]
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_batched_spectral_labels_equal_sklearn(rng, K):
+    """Batched eigh + cluster_qr = scikit-learn SpectralClustering on the same affinity (up to a permutation).
+
+    Several N, d, q; padded batches with scattered padding rows.  The two may
+    differ only where the top eigenspace is degenerate (more than K connected
+    components): those runs are skipped, and must stay a minority.
+    """
+    from molrg.solvers import _spectral_labels
+
+    checked = 0
+    for d in (1, 2, 4):
+        for N in (6, 13, 24, 40):
+            for noise in (0.0, 0.05):
+                B, Nmax = 4, N + 5
+                X = np.zeros((B, Nmax, 30))
+                mask = np.zeros((B, Nmax), bool)
+                for b in range(B):
+                    Nb = N - b  # different N in one batch
+                    Xb, _ = MoLRG.random(30, [d] * K, noise_std=noise, random_state=rng).sample(Nb, random_state=rng)
+                    rows = np.sort(rng.permutation(Nmax)[:Nb])  # padding rows anywhere
+                    X[b, rows], mask[b, rows] = Xb, True
+                    X[b, ~mask[b]] = 7.0  # padding content must not matter
+                for q in (d + 1, max(1, N // K - 1), 2):
+                    run_prob, run_q, seeds = np.arange(B), np.full(B, q), np.arange(B) + 3
+                    a = _spectral_labels(X, mask, run_prob, run_q, seeds, K, "batched")
+                    c = _spectral_labels(X, mask, run_prob, run_q, seeds, K, "sklearn")
+                    for b in range(B):
+                        assert np.all(a[b, ~mask[b]] == -1) and np.all(a[b, mask[b]] >= 0)
+                        Zb = X[b, mask[b]]
+                        if Zb.shape[0] > K and _top_gap(Zb, min(q, Zb.shape[0] - 1), K) < 1e-8:
+                            continue
+                        checked += 1
+                        assert _same_partition(a[b], c[b]), (K, d, N, noise, q, b)
+    assert checked >= 200  # most runs are non-degenerate, all of them agree
+
+
+def test_spectral_backends_reachable_and_agree_on_separated_data(rng):
+    model = MoLRG.random(48, [3, 3], noise_std=0.01, random_state=rng)
+    X, y = model.sample(40, random_state=rng)
+    for backend in ("batched", "sklearn"):
+        bases = spectral_init(X, [3, 3], q=19, random_state=0, backend=backend)
+        assert subspace_error(bases, model.bases) < 0.1
+        km = KSubspaces([3, 3], random_state=0, spectral_backend=backend).fit(X)
+        assert _same_partition(km.labels_, y)
+        res = k_subspaces_batch(X[None], [3, 3], random_state=[0], spectral_backend=backend)
+        assert_array_equal(res.labels[0], km.labels_)
+        assert _same_partition(k_subspaces(X, [3, 3], random_state=0, spectral_backend=backend).labels, y)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        spectral_init(X, [3, 3], backend="arpack")
+    with pytest.raises(ValueError, match="spectral_backend must be one of"):
+        KSubspaces([3, 3], spectral_backend="arpack").fit(X)
+
+
+def test_grouped_batch_equals_per_problem_fits_with_scattered_padding(rng):
+    """Problems of very different N (several count groups), padding rows anywhere: same as one-by-one fits."""
+    dims = [2, 2]
+    Ns = [3, 9, 20, 33, 50]
+    Nmax = 56
+    X = rng.standard_normal((len(Ns), Nmax, 24))  # padding rows hold garbage
+    mask = np.zeros(X.shape[:2], bool)
+    Xs = []
+    for b, N in enumerate(Ns):
+        rows = np.sort(rng.permutation(Nmax)[:N])
+        Xi = MoLRG.random(24, dims, noise_std=0.02, random_state=rng).sample(N, random_state=rng)[0]
+        X[b, rows], mask[b, rows] = Xi, True
+        Xs.append(Xi)
+    seeds = [21, 22, 23, 24, 25]
+    res = k_subspaces_batch(X, dims, mask=mask, random_state=seeds)
+    for b, Xi in enumerate(Xs):
+        km = KSubspaces(dims, random_state=seeds[b]).fit(Xi)
+        assert_array_equal(res.labels[b, mask[b]], km.labels_)
+        assert np.all(res.labels[b, ~mask[b]] == -1)
+        assert_allclose(res.objective[b], km.objective_, rtol=1e-10)
+        assert res.n_iter[b] == km.n_iter_
+        for k in range(2):
+            assert_allclose(_proj(res.bases[k][b]), _proj(km.bases_[k]), atol=1e-8)
+
+
 # ----------------------------------------------------------------------------- errors
 def test_bad_inputs_raise(rng):
     X = rng.standard_normal((10, 5))
