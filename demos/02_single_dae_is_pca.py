@@ -14,7 +14,6 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np
 from matplotlib.figure import Figure
 
 from _common import QUICK, save

@@ -39,7 +39,7 @@ import numpy as np
 from molrg.utils import check_choice, check_int, check_matrix, check_random_state
 
 from .localization import _rows_to_dense, _window_index, check_radius, window_blocks
-from .precision import band_mask, check_covariance
+from .precision import check_covariance
 from .schedule import DDPMSchedule
 
 __all__ = [

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from molrg.utils import check_int
 
 from .precision import band_mask, check_covariance
 

@@ -29,7 +29,6 @@ sample).  Writing ``c_t = 1 / (1 + sigma_t^2)``:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
 
 import numpy as np
 import torch

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .schedules import NoiseSchedule, get_schedule
-from .utils import check_int, check_real, torch_generator
+from .utils import check_int, torch_generator
 
 __all__ = [
     "WEIGHTINGS",

@@ -25,10 +25,9 @@ problem's gradient is the one it would have alone.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ import torch
 from .denoisers import PARAMETERIZATIONS, make_denoiser
 from .loss import _loss_and_grad_bases, _loss_terms, _times_from_uniform, closed_form_loss, get_weighting, loss_coefficients, time_range
 from .schedules import get_schedule
-from .utils import check_choice, check_dims, check_int, check_real, orthonormalize, random_orthonormal
+from .utils import check_choice, check_dims, check_int, check_real, orthonormalize, problem_generators, random_orthonormal
 
 __all__ = ["train_dae", "DAEResult", "problem_generators", "INITS", "LR_SCHEDULES"]
 
@@ -92,41 +91,6 @@ class DAEResult:
 
 
 # --------------------------------------------------------------------------- random streams
-def problem_generators(random_state: Any, n_problems: int) -> list[np.random.Generator]:
-    """One independent :class:`numpy.random.Generator` per problem.
-
-    - a sequence of length ``n_problems`` (ints, SeedSequences or Generators):
-      problem ``b`` uses its own entry, so its result does not depend on the
-      batch it is trained in (the form sweeps should use);
-    - ``None``, an int or a SeedSequence: ``SeedSequence(random_state).spawn(B)``,
-      i.e. tied to the position ``b`` in this batch;
-    - a Generator: B child seeds drawn from it (tied to positions).
-    """
-    if isinstance(random_state, (list, tuple, np.ndarray)):
-        if len(random_state) != n_problems:
-            raise ValueError(f"random_state as a sequence must have one entry per problem ({n_problems}), got {len(random_state)}")
-        out = []
-        for k, r in enumerate(random_state):
-            if isinstance(r, np.random.Generator):
-                out.append(r)
-            elif isinstance(r, (numbers.Integral, np.integer, np.random.SeedSequence)) and not isinstance(r, bool):
-                if isinstance(r, (numbers.Integral, np.integer)) and int(r) < 0:
-                    raise ValueError(f"random_state[{k}] must be a non-negative int, got {r}")
-                out.append(np.random.default_rng(r))
-            else:
-                raise TypeError(f"random_state[{k}] must be an int, SeedSequence or Generator, got {type(r).__name__}")
-        return out
-    if isinstance(random_state, np.random.Generator):
-        seeds = random_state.integers(0, 2**63 - 1, size=n_problems)
-        return [np.random.default_rng(int(s)) for s in seeds]
-    if random_state is None or isinstance(random_state, (numbers.Integral, np.integer, np.random.SeedSequence)):
-        if isinstance(random_state, (numbers.Integral, np.integer)) and int(random_state) < 0:
-            raise ValueError(f"random_state must be a non-negative int, got {random_state}")
-        ss = random_state if isinstance(random_state, np.random.SeedSequence) else np.random.SeedSequence(random_state)
-        return [np.random.default_rng(c) for c in ss.spawn(n_problems)]
-    raise TypeError(f"random_state must be None, an int, a Generator or a sequence of them, got {type(random_state).__name__}")
-
-
 # --------------------------------------------------------------------------- validation helpers
 def _check_X(X, mask):
     X = np.asarray(X)

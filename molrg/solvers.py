@@ -54,12 +54,12 @@ from __future__ import annotations
 import itertools
 import numbers
 import warnings
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .utils import check_choice, check_dims, check_int, check_matrix, check_random_state, random_orthonormal
+from .utils import check_choice, check_dims, check_int, check_matrix, check_random_state, problem_generators, random_orthonormal
 
 try:  # scikit-learn's category, so users can filter it like KMeans' warnings
     from sklearn.exceptions import ConvergenceWarning
@@ -110,22 +110,6 @@ def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
             raise ValueError("mask must be boolean (or 0/1)")
         m = m.astype(bool)
     return m
-
-
-def _problem_rngs(random_state: Any, B: int) -> list[np.random.Generator]:
-    """One generator per problem.
-
-    A sequence of length ``B`` (ints, SeedSequences or Generators) gives each
-    problem its own stream, so a problem's result does not depend on the batch
-    it is solved in.  A single ``random_state`` is normalized once and spawns
-    ``B`` independent children (``Generator.spawn``): reproducible for a given
-    batch, but tied to the position in it.
-    """
-    if isinstance(random_state, (list, tuple)) or (isinstance(random_state, np.ndarray) and random_state.ndim == 1):
-        if len(random_state) != B:
-            raise ValueError(f"random_state as a sequence must have one entry per problem (B = {B}), got {len(random_state)}")
-        return [check_random_state(r) for r in random_state]
-    return list(check_random_state(random_state).spawn(B))
 
 
 def _check_options(init, n_init, max_iter, q, spectral_backend="batched"):
@@ -811,8 +795,9 @@ def k_subspaces_batch(
     random_state : None, int, Generator, or a sequence of B of them
         Randomness (Haar draws, seeds of the spectral eigensolver).  A sequence
         gives problem ``b`` its own stream, so its result does not depend on the
-        batch it is solved in; a single value spawns ``B`` child generators
-        (``numpy.random.Generator.spawn``), which ties results to batch positions.
+        batch it is solved in; a single value gives ``B`` child streams, which
+        ties results to batch positions (:func:`molrg.utils.problem_generators`,
+        shared with :func:`molrg.train_dae`).
     spectral_backend : {"batched", "sklearn"}, default "batched"
         Spectral clustering step of the spectral start (see
         :func:`spectral_init`): ``batched`` clusters all problems and ``q``
@@ -830,7 +815,7 @@ def k_subspaces_batch(
     dims = check_dims("dims", dims, n)
     mask = _check_mask(mask, (B, N))
     n_init, max_iter = _check_options(init, n_init, max_iter, q, spectral_backend)
-    rngs = _problem_rngs(random_state, B)
+    rngs = problem_generators(random_state, B)
     res, conv = _solve(X, mask, dims, init, n_init, max_iter, q, rngs, spectral_backend)
     _warn_unconverged(conv, max_iter, stacklevel=2)
     return res

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import numbers
 import os
 import sys
@@ -190,7 +189,7 @@ def run_chunk(experiment: Experiment, tasks: Sequence[Task], fail_fast: bool = F
         rows = _checked_rows(experiment.run(list(tasks)), len(tasks), experiment.name)
         errors = [""] * len(tasks)
         elapsed = [(time.perf_counter() - t0) / len(tasks)] * len(tasks)
-    except Exception as exc:
+    except Exception:
         if fail_fast:
             raise
         rows, errors, elapsed = [], [], []
