@@ -366,6 +366,7 @@ def run_grid(
             if rows is not None:
                 results[c] = rows
     pending = [c for c in range(len(plan.chunks)) if c not in results]
+    n_cached = len(results)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     from tqdm.auto import tqdm
 
@@ -375,10 +376,10 @@ def run_grid(
                 _save_chunk(_cache_path(folder, c, plan.chunks[c]), plan.chunks[c], rows)
             results[c] = rows
             bar.update(1)
-    return _assemble(plan, results, time.perf_counter() - t0)
+    return _assemble(plan, results, time.perf_counter() - t0, n_cached)
 
 
-def _assemble(plan: GridPlan, results: Mapping[int, list[dict]], runtime: float) -> pd.DataFrame:
+def _assemble(plan: GridPlan, results: Mapping[int, list[dict]], runtime: float, n_cached: int = 0) -> pd.DataFrame:
     records = []
     metric_cols: dict[str, None] = {}
     for c, chunk in enumerate(plan.chunks):
@@ -393,6 +394,10 @@ def _assemble(plan: GridPlan, results: Mapping[int, list[dict]], runtime: float)
     df["error"] = df["error"].fillna("").astype(str)
     config = dict(plan.config)
     config["runtime_s"] = round(runtime, 3)
+    # compute time of every chunk, whether run now or read from the cache (a chunk's time is spread over its rows)
+    config["compute_s"] = round(float(df["runtime_s"].sum()), 3)
+    config["n_chunks"] = len(plan.chunks)
+    config["cached_chunks"] = int(n_cached)
     config["n_rows"] = len(df)
     config["n_errors"] = int((df["error"] != "").sum())
     df.attrs["config"] = config

@@ -182,6 +182,9 @@ def test_cache_skips_finished_chunks(tmp_path, reference):
     assert len(_calls(log)) == 3  # nothing recomputed
     pd.testing.assert_frame_equal(again, first)  # cached runtimes are kept too
     pd.testing.assert_frame_equal(_values(again), _values(reference))
+    c1, c2 = first.attrs["config"], again.attrs["config"]
+    assert (c1["cached_chunks"], c2["cached_chunks"]) == (0, c1["n_chunks"]) == (0, 3)
+    assert c2["compute_s"] == c1["compute_s"] > 0  # the compute time of cached chunks is still reported
     # another configuration is another cache folder
     run_grid(TOY, quick=True, seed=8, params=params, cache_dir=cache, progress=False)
     assert len(_calls(log)) == 6
