@@ -6,13 +6,14 @@ default settings) once as one batch and once as a Python loop calling the same
 timed on ``--loop-subset`` problems and extrapolated linearly to B (each loop
 iteration is an independent call of identical cost; the printout says so).
 
-Then it estimates the cost of one full molrg-sgd K = 2 panel (d in 1..8 x 16 N
-values x 20 trials = 2560 problems x 1500 steps) from the measured batched cost
-per problem-step, or runs it in chunks of B problems with ``--panel``.
+Then it estimates the cost of one full molrg-sgd K = 2 panel (the registered
+default grid: d in 1..8 x 18 N values x 20 trials = 2880 problems x 1500 steps)
+from the measured batched cost per problem-step, or, with ``--panel``, runs that
+sweep through ``run_grid`` (no cache) with ``--jobs`` workers and prints its wall time.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_sgd.py [--B 300] [--steps 1500] [--loop-subset 6] [--threads 1] [--panel]
+    OMP_NUM_THREADS=1 python benchmarks/bench_sgd.py [--B 300] [--steps 1500] [--loop-subset 6] [--threads 1] [--panel --jobs 2]
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--loop-subset", type=int, default=6, help="problems actually timed in the per-problem loop")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--panel", action="store_true", help="run the full 2560-problem panel instead of extrapolating")
+    ap.add_argument("--panel", action="store_true", help="run the registered molrg-sgd default grid instead of extrapolating")
+    ap.add_argument("--jobs", type=int, default=2, help="workers for --panel (joblib)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; n=48, K=2, d=4, N=40, hardmax, random init")
@@ -68,21 +70,27 @@ def main(argv=None):
     diff = max(np.abs(a[0] @ a[0].T - b @ b.T).max() for a, b in zip(res.bases, one.bases))
     print(f"max |P_batched - P_alone| for problem 0: {diff:.2e}")
 
-    n_panel = 8 * 16 * 20
+    from phase_transition import get_experiment
+    from phase_transition.grid import plan_grid
+
+    exp = get_experiment("molrg-sgd")
+    plan = plan_grid(exp)
+    n_panel = len(plan.points) * plan.config["trials"]
     if args.panel:
-        chunk = args.B
+        from phase_transition import run_grid
+
         t0 = time.perf_counter()
-        for start in range(0, n_panel, chunk):
-            size = min(chunk, n_panel - start)
-            train_dae(make_problems(size, seed=start), (4, 4), steps=args.steps, random_state=list(range(start, start + size)))
+        table = run_grid(exp, n_jobs=args.jobs, cache_dir=None, progress=False)
         t_panel = time.perf_counter() - t0
-        print(f"panel: {n_panel} problems x {args.steps} steps in chunks of {chunk}: {t_panel:.0f} s")
+        print(f"panel: the registered molrg-sgd default grid ({n_panel} problems x {plan.config['params']['steps']} "
+              f"steps, {len(plan.chunks)} chunks, {args.jobs} workers): {t_panel:.0f} s wall; "
+              f"success far above N = 4 K d: {table.loc[table['N'] >= 8 * table['d'], 'success'].mean():.2f}")
     else:
         print(
-            f"panel estimate: {n_panel} problems x {args.steps} steps in chunks of {args.B} at the batched cost above "
-            f"~ {per * 1e-6 * n_panel * args.steps:.0f} s (extrapolated; larger chunks were not faster here: "
-            f"B=1200 measured 84 us per problem-step against 55 at B=300, 1 thread)"
+            f"panel estimate: {n_panel} problems x {args.steps} steps at the batched cost above, one worker "
+            f"~ {per * 1e-6 * n_panel * args.steps:.0f} s (extrapolated; run with --panel to measure the real sweep)"
         )
+
 
 if __name__ == "__main__":
     main()
