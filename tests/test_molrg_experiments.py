@@ -44,6 +44,19 @@ def test_kss_succeeds_far_above_and_fails_below_k_d(kss_quick):
     assert summary["success_far_above"] >= 0.9 and summary["success_below_boundary"] == 0.0
 
 
+def test_kss_three_components_boundary():
+    """Figure 8: with K = 3 the boundary moves to N = 3 d."""
+    df = run_grid("molrg-kss-k3", quick=True)
+    assert df.attrs["config"]["params"]["K"] == 3 and (df["error"] == "").all()
+    far, below = df["N"] >= 12 * df["d"], df["N"] < 3 * df["d"]
+    assert far.any() and below.any()
+    assert df.loc[far, "success"].mean() >= 0.9
+    assert df.loc[below, ["success", "oracle_success"]].to_numpy().sum() == 0
+    # between K = 2's boundary and K = 3's nothing succeeds: the boundary moved
+    mid = (df["N"] >= 2 * df["d"]) & below
+    assert mid.any() and df.loc[mid, "success"].sum() == 0
+
+
 def test_kss_table_is_independent_of_workers(kss_quick):
     two = run_grid("molrg-kss", quick=True, n_jobs=2)
     assert_frame_equal(kss_quick.drop(columns="runtime_s"), two.drop(columns="runtime_s"))

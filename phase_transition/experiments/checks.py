@@ -211,7 +211,7 @@ def plot(table: pd.DataFrame, config: Mapping[str, Any]):
     ax.axvline(1.0, color="k", ls="--", lw=1, label="tolerance")
     ax.set_xscale("log")
     ax.set_xlabel("largest discrepancy / tolerance (log scale)")
-    ax.set_title(f"Formula checks against independent computations ({config['trials']} draws each)")
+    ax.set_title(f"Closed forms vs independent computations ({config['trials']} draws)", fontsize=10)
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
