@@ -16,12 +16,15 @@ assignment, over all problems and ``q`` values of a call) is timed
 separately (wall time split: spectral labels / rest).  With
 ``--spectral-backend sklearn`` it is scikit-learn's ``SpectralClustering``
 once per problem and ``q`` instead (the reference; the setting of the first
-measurement of issue 4).  Then it compares success rates with the oracle (PCA
-of the true clusters) per d, and the success of several ``q`` choices for the
-spectral start.
+measurement of issue 4).  ``--jobs 2`` also times the batched path with one
+chunk per d over 2 joblib workers (what ``run_grid`` does on 2 cores), and
+``--plain-loop`` the per-problem reference a user would loop over: the public
+``KSubspaces(..., spectral_backend="sklearn").fit`` one problem at a time.
+Then it compares success rates with the oracle (PCA of the true clusters) per
+d, and the success of several ``q`` choices for the spectral start.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_kss.py [--trials 20] [--n-step 2] [--skip-q]
-[--spectral-backend batched|sklearn]``
+[--spectral-backend batched|sklearn] [--jobs 2] [--plain-loop]``
 """
 
 from __future__ import annotations
@@ -96,6 +99,18 @@ def run_batched(panel, K, q=None, backend="batched"):
     return res, time.perf_counter() - t0
 
 
+def run_batched_parallel(panel, K, n_jobs):
+    """The batched path with one chunk per d spread over ``n_jobs`` joblib workers (as ``run_grid`` does)."""
+    from joblib import Parallel, delayed
+
+    t0 = time.perf_counter()
+    out = Parallel(n_jobs=n_jobs)(
+        delayed(molrg.k_subspaces_batch)(X, [d] * K, mask=mask, random_state=seeds)
+        for d, (X, mask, lab, true, Nb, seeds) in panel.items()
+    )
+    return {d: r.bases for d, r in zip(panel, out)}, time.perf_counter() - t0
+
+
 def run_loop(panel, K, q=None, backend="batched"):
     res, t0 = {}, time.perf_counter()
     for d, (X, mask, lab, true, Nb, seeds) in panel.items():
@@ -118,6 +133,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-q", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="also time the batched path over this many joblib workers")
     p.add_argument("--plain-loop", action="store_true",
                    help="also time KSubspaces(spectral_backend='sklearn').fit problem by problem")
     p.add_argument("--spectral-backend", choices=solvers.SPECTRAL_BACKENDS, default="batched",
@@ -136,6 +152,10 @@ def main(argv=None):
     spec_b = tuple(_SPECTRAL_TIME)
     print(f"batched: {t_b:8.2f} s  (spectral labels {spec_b[0]:.2f} s in {spec_b[1]} calls; rest {t_b - spec_b[0]:.2f} s)")
     succ_b = success_table(panel, res_b, Ns)
+    if a.jobs > 1:
+        res_p, t_par = run_batched_parallel(panel, K, a.jobs)
+        same = all(np.array_equal(succ_b[d], s) for d, s in success_table(panel, res_p, Ns).items())
+        print(f"batched, {a.jobs} workers (one chunk per d): {t_par:8.2f} s; same success table: {same}")
     if not a.skip_loop:
         _SPECTRAL_TIME[:] = [0.0, 0]
         res_l, t_l = run_loop(panel, K, backend=sb)
@@ -155,7 +175,7 @@ def main(argv=None):
                 molrg.KSubspaces([d] * K, spectral_backend="sklearn", random_state=seeds[b]).fit(X[b, : int(Nb[b])])
         t_p = time.perf_counter() - t0
         print(f"plain loop (KSubspaces.fit per problem, sklearn spectral step): {t_p:8.2f} s; "
-              f"ratio plain/batched {t_p / t_b:.2f}x")
+              f"ratio plain/batched {t_p / t_b:.2f}x" + (f", plain/batched with {a.jobs} workers {t_p / t_par:.2f}x" if a.jobs > 1 else ""))
 
     # oracle
     succ_o = {}
