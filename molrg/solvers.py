@@ -786,7 +786,10 @@ def k_subspaces_batch(
     n_init : int, default 1
         Restarts per problem; the run with the largest objective is kept.  With
         ``spectral`` each restart also tries every ``q`` of
-        :func:`spectral_q_values` (so ``n_init * len(q values)`` runs).
+        :func:`spectral_q_values` (so ``n_init * len(q values)`` runs); the
+        batched spectral start is deterministic, so there restarts only repeat
+        the same runs (they differ with ``spectral_backend="sklearn"`` through
+        its eigensolver's seed): use several ``q`` values instead.
     max_iter : int, default 100
         Maximum number of refits per run (a :class:`ConvergenceWarning` is
         issued if some run reaches it).
@@ -863,7 +866,8 @@ class KSubspaces:
         Subspace dimensions (an int means K = 1).
     init : {"spectral", "random"}, default "spectral"
     n_init : int, default 1
-        Restarts; the best objective is kept.
+        Restarts; the best objective is kept (see :func:`k_subspaces_batch`:
+        with the batched spectral start, restarts repeat the same runs).
     max_iter : int, default 100
     q : None, int or sequence of ints
         Neighbours of the spectral start (:func:`spectral_q_values`).
