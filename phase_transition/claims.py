@@ -72,6 +72,22 @@ def _prefixed(prefix: str, what: str) -> Callable[[Summary], str]:
     return measure
 
 
+def _radius(s: Summary) -> str:
+    """max_t r_eff per (b, s) across d: ``b=2, s=1.0: 7 / 6.6 / 7 (d = 50 / 200 / 800)``."""
+    import re
+
+    table: dict[tuple[str, str], dict[int, float]] = {}
+    for k, v in s.items():
+        m = re.fullmatch(r"max_t r_eff \(d=(\d+), b=(\d+), s=([\d.]+)\)", k)
+        if m:
+            table.setdefault((m.group(2), m.group(3)), {})[int(m.group(1))] = v
+    if not table:
+        raise KeyError("max_t r_eff")
+    ds = sorted({d for row in table.values() for d in row})
+    rows = [f"b={b}, s={sc}: " + " / ".join(_g(row.get(d, float("nan"))) for d in ds) for (b, sc), row in sorted(table.items())]
+    return f"max over t of r_eff (d = {' / '.join(map(str, ds))}): " + "; ".join(rows) + f"; r_eff(0) = b: {s['r_eff(0) == b everywhere']}"
+
+
 def _generalization(s: Summary) -> str:
     sp = {k[len("spearman_"):]: v for k, v in s.items() if k.startswith("spearman_")}
     half = {k[len("N_over_d_half_"):]: v for k, v in s.items() if k.startswith("N_over_d_half_")}
@@ -130,9 +146,11 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(f"{_P}, figure 4d", "K-subspaces (K = 2): phase transition at N = K d",
           ("tests/test_molrg_experiments.py::test_kss_succeeds_far_above_and_fails_below_k_d", "tests/test_solvers.py::test_kss_always_fails_below_Kd"),
           "success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-kss", _boundary),
-    Claim(f"{_P}, figure 8", "K-subspaces with K = 3: phase transition at N = 3 d",
+    Claim(f"{_P}, figure 8", "K-subspaces with K = 3: phase transition at N = 3 d. (With tau = 0.5 one missing direction "
+          "costs sqrt(2)/3 = 0.47 < tau in the mean error over 3 components, so a few trials just below N = 3 d count as "
+          "successes, for the oracle too.)",
           ("tests/test_molrg_experiments.py::test_kss_three_components_boundary",),
-          "success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-kss-k3", _boundary),
+          "quick grid: success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-kss-k3", _boundary),
     Claim(f"{_P}, figure 4c", "SGD on the hardmax DAE loss (K = 2): phase transition at N = K d",
           ("tests/test_molrg_experiments.py::test_sgd_and_kss_agree_on_the_same_data",),
           "success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-sgd", _boundary),
@@ -154,7 +172,7 @@ CLAIMS: tuple[Claim, ...] = (
           ("tests/test_locality_forward.py::test_r_eff_is_b_at_t0_and_zero_at_large_t",
            "tests/test_locality_forward.py::test_max_r_eff_nearly_independent_of_d_and_grows_with_b",
            "tests/test_locality_experiments.py::test_radius_experiment"),
-          "r_eff(0) = b; max_t r_eff differs by <= 2 between d = 100 and 400", "locality-radius", _prefixed("max_t r_eff", "max over t of r_eff")),
+          "r_eff(0) = b; max_t r_eff differs by <= 2 between d = 100 and 400", "locality-radius", _radius),
     Claim(f"{_L}, Theorem 2.1 (decay)", "Off-diagonal entries of P_t decay exponentially in |i - j|",
           ("tests/test_locality_forward.py::test_decay_rate_recovers_geometric_profile", "tests/test_locality_experiments.py::test_decay_experiment"),
           "fitted rate recovers a geometric profile to 1e-10", "locality-decay", _prefixed("decay rate per unit r", "natural-log decay rate per unit r")),
