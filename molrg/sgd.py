@@ -131,9 +131,9 @@ def _initial_bases(init, X, mask, dims, rngs, true_bases, perturbation, spectral
     elif init == "spectral":
         from .solvers import spectral_init
 
-        for b in range(B):
-            bases = spectral_init(X[b][mask[b]], dims, q=spectral_q, random_state=rngs[b])
-            U0[b] = np.concatenate([np.asarray(U, dtype=np.float64) for U in bases], axis=-1)
+        # one batched call; each problem's generator gives the same draws as a call on that problem alone
+        bases = spectral_init(X, dims, mask=mask, q=spectral_q, random_state=rngs)
+        U0[:] = np.concatenate([np.asarray(U, dtype=np.float64) for U in bases], axis=-1)
     elif init == "near_truth":
         truth = _check_truth(true_bases, dims, B, n)
         for b in range(B):

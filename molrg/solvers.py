@@ -593,24 +593,27 @@ def _spectral_starts(Z, mask, run_prob, run_q, run_seed, dims, backend="batched"
 
 
 def spectral_init(
-    X: Any, dims: Any, *, q: Any = None, random_state: Any = None, backend: str = "batched"
+    X: Any, dims: Any, *, mask: Any = None, q: Any = None, random_state: Any = None, backend: str = "batched"
 ) -> tuple[np.ndarray, ...]:
     """Spectral starting bases for K-subspaces (SPEC A6, after Wang-Liu-So-Balzano 2022).
 
     Absolute cosine similarities of the rows, the ``q`` largest kept in each
-    row, symmetrized; scikit-learn spectral clustering into ``K = len(dims)``
-    groups; PCA of each group (top-``d_k`` eigenvectors of its scatter).  With
-    several ``q`` values (the default, see :func:`spectral_q_values`) the start
-    with the largest K-subspaces objective is returned.
+    row, symmetrized; spectral clustering into ``K = len(dims)`` groups; PCA of
+    each group (top-``d_k`` eigenvectors of its scatter).  With several ``q``
+    values (the default, see :func:`spectral_q_values`) the start with the
+    largest K-subspaces objective is returned.
 
     Parameters
     ----------
-    X : array ``(N, n)``
+    X : array ``(N, n)``, or ``(B, N, n)`` for ``B`` problems at once
     dims : int or sequence of K ints
+    mask : bool array ``(B, N)``, optional
+        Valid rows of each problem (batched ``X`` only); the others are ignored.
     q : None, int or sequence of ints, optional
         Neighbours kept per row.
-    random_state : None, int or Generator
-        Seeds scikit-learn's eigensolver start (``backend="sklearn"`` only).
+    random_state : None, int or Generator (batched: also a sequence of B of them)
+        Seeds scikit-learn's eigensolver start (``backend="sklearn"`` only); a
+        batch uses one stream per problem (:func:`molrg.utils.problem_generators`).
     backend : {"batched", "sklearn"}, default "batched"
         Spectral clustering step.  ``batched``: numpy, one batched ``eigh`` of
         the normalized affinities ``D^{-1/2} A D^{-1/2}`` over all runs, then
@@ -624,21 +627,35 @@ def spectral_init(
 
     Returns
     -------
-    tuple of K orthonormal arrays ``(n, d_k)``
+    tuple of K orthonormal arrays ``(n, d_k)`` (batched: ``(B, n, d_k)``)
     """
-    X = _check_data(X, batched=False)
-    N, n = X.shape
+    batched = np.ndim(X) == 3
+    X = _check_data(X, batched=batched)
+    if not batched:
+        if mask is not None:
+            raise ValueError("mask is only used with a batch X of shape (B, N, n)")
+        X = X[None]
+    B, N, n = X.shape
+    mask = np.ones((B, N), dtype=bool) if mask is None else _check_mask(mask, (B, N))
+    if not mask.any(-1).all():
+        raise ValueError("mask must keep at least one row (N >= 1) in every problem")
     dims = check_dims("dims", dims, n)
     check_choice("backend", backend, SPECTRAL_BACKENDS)
-    rng = check_random_state(random_state)
-    qs = spectral_q_values(N, len(dims), max(dims), q)
-    R = len(qs)
-    run_prob = np.zeros(R, dtype=np.int64)
-    seeds = rng.integers(0, 2**31 - 1, size=R)
-    mask = np.ones((1, N), dtype=bool)
-    U, _ = _spectral_starts(X[None], mask, run_prob, np.asarray(qs), seeds, dims, backend)
-    best = int(np.argmax((_energies(np.broadcast_to(X, (R, N, n)), U).max(-1)).sum(-1)))
-    return tuple(_sign_flip(U[best, k, :, :d]) for k, d in enumerate(dims))
+    rngs = problem_generators(random_state, B) if batched else [check_random_state(random_state)]
+    run_prob, run_q, run_seed = [], [], []
+    for b, count in enumerate(mask.sum(-1)):
+        qs = spectral_q_values(int(count), len(dims), max(dims), q)
+        run_prob += [b] * len(qs)
+        run_q += list(qs)
+        run_seed += list(rngs[b].integers(0, 2**31 - 1, size=len(qs)))
+    run_prob = np.asarray(run_prob, dtype=np.int64)
+    Xm = np.where(mask[..., None], X, 0)
+    U, _ = _spectral_starts(Xm, mask, run_prob, np.asarray(run_q), np.asarray(run_seed), dims, backend)
+    score = _energies(Xm[run_prob], U).max(-1).sum(-1)  # K-subspaces objective of every run
+    order = np.lexsort((-score, run_prob))  # per problem, best first (stable: the first q on ties)
+    best = order[np.unique(run_prob[order], return_index=True)[1]]
+    bases = tuple(_sign_flip(U[best, k, :, :d]) for k, d in enumerate(dims))
+    return bases if batched else tuple(U_k[0] for U_k in bases)
 
 
 # --------------------------------------------------------------------------- public K-subspaces

@@ -190,6 +190,26 @@ def test_spectral_init_returns_orthonormal_bases(rng):
     assert len(spectral_init(X[:3], [4, 4], q=[1, 2], random_state=0)) == 2
 
 
+@pytest.mark.parametrize("backend", ["batched", "sklearn"])
+def test_spectral_init_batch_equals_per_problem_calls(rng, backend):
+    B, Nmax, n, dims = 6, 30, 16, [3, 2]
+    X, mask = np.zeros((B, Nmax, n)), np.zeros((B, Nmax), bool)
+    for b, N in enumerate([2, 5, 11, 17, 30, 23]):
+        X[b, :N] = MoLRG.random(n, dims, noise_std=0.05, random_state=rng).sample(N, random_state=rng)[0]
+        mask[b, :N] = True
+    X[~mask] = 7.0  # padding is ignored, whatever it holds
+    batch = spectral_init(X, dims, mask=mask, random_state=list(range(B)), backend=backend)
+    assert [U.shape for U in batch] == [(B, n, 3), (B, n, 2)]
+    for b in range(B):
+        alone = spectral_init(X[b][mask[b]], dims, random_state=np.random.default_rng(b), backend=backend)
+        for k in range(2):
+            assert_allclose(batch[k][b], alone[k], atol=1e-12)
+    with pytest.raises(ValueError, match="mask"):
+        spectral_init(X[0], dims, mask=mask[0])
+    with pytest.raises(ValueError, match="mask"):
+        spectral_init(X, dims, mask=np.zeros((B, Nmax), bool))
+
+
 # ----------------------------------------------------------------------------- spectral backends
 def _same_partition(a, b):
     """Equal up to a permutation of the group numbers (and -1 at the same places)."""
