@@ -25,7 +25,10 @@ r"""Solvers for the two problems the denoising loss reduces to (SPEC A6).
   numpy); ``backend="sklearn"`` / ``spectral_backend="sklearn"`` runs the
   reference ``SpectralClustering(affinity="precomputed",
   assign_labels="cluster_qr")`` once per problem and ``q`` on the same
-  affinity.
+  affinity.  Why not scikit-learn by default: it has no batched interface,
+  and one call per problem and ``q`` was 70-75% of a K-subspaces panel's time
+  (``benchmarks/README.md``); the tests check that both backends give the same
+  partitions.
 * :func:`oracle_bases`: PCA of each TRUE cluster (reference only).
 
 Numerical choices (documented here because SPEC leaves them open):
