@@ -62,7 +62,8 @@ def _claim_text(exp) -> str:
     claims = [c for c in CLAIMS if c.experiment == exp.name]
     if not claims:
         return f"**Shows.** {exp.description}."
-    return "\n".join(f"**Claim ({c.source}).** {c.statement}; tests assert: {c.tolerance}." for c in claims)
+    lines = [f"**Claim ({c.source}).** {c.statement}; tests assert: {c.tolerance}." for c in claims]
+    return lines[0] if len(lines) == 1 else "\n".join("- " + line for line in lines)
 
 
 def _section(exp, table, summary, mode: str, folder: Path | None = None) -> str:
