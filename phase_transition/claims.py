@@ -149,8 +149,11 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(f"{_P}, figure 8", "K-subspaces with K = 3: phase transition at N = 3 d. (With tau = 0.5 one missing direction "
           "costs sqrt(2)/3 = 0.47 < tau in the mean error over 3 components, so a few trials just below N = 3 d count as "
           "successes, for the oracle too.)",
-          ("tests/test_molrg_experiments.py::test_kss_three_components_boundary",),
+          ("tests/test_molrg_experiments.py::test_three_components_boundary",),
           "quick grid: success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-kss-k3", _boundary),
+    Claim(f"{_P}, figure 8 (SGD)", "SGD on the hardmax DAE loss with K = 3: phase transition at N = 3 d (same tau caveat)",
+          ("tests/test_molrg_experiments.py::test_three_components_boundary",),
+          "quick grid: success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-sgd-k3", _boundary),
     Claim(f"{_P}, figure 4c", "SGD on the hardmax DAE loss (K = 2): phase transition at N = K d",
           ("tests/test_molrg_experiments.py::test_sgd_and_kss_agree_on_the_same_data",),
           "success 0 for N < K d, >= 0.9 for N >= 4 K d", "molrg-sgd", _boundary),

@@ -44,9 +44,10 @@ def test_kss_succeeds_far_above_and_fails_below_k_d(kss_quick):
     assert summary["success_far_above"] >= 0.9 and summary["success_below_boundary"] == 0.0
 
 
-def test_kss_three_components_boundary():
-    """Figure 8: with K = 3 the boundary moves to N = 3 d."""
-    df = run_grid("molrg-kss-k3", quick=True)
+@pytest.mark.parametrize("name", ["molrg-kss-k3", "molrg-sgd-k3"])
+def test_three_components_boundary(name):
+    """Figure 8: with K = 3 the boundary moves to N = 3 d, for K-subspaces and for SGD."""
+    df = run_grid(name, quick=True)
     assert df.attrs["config"]["params"]["K"] == 3 and (df["error"] == "").all()
     far, below = df["N"] >= 12 * df["d"], df["N"] < 3 * df["d"]
     assert far.any() and below.any()
