@@ -595,6 +595,27 @@ def _spectral_starts(Z, mask, run_prob, run_q, run_seed, dims, backend="batched"
     return U, labels
 
 
+def _spectral_runs(counts, dims, q, rngs, n_init=None):
+    """The spectral-start runs ``(problem, q, seed)`` of problems with ``counts`` valid rows, as three arrays.
+
+    Every problem tries each ``q`` of :func:`spectral_q_values`.  ``n_init=None``
+    (:func:`spectral_init`): one seed per ``q`` from the problem's generator;
+    otherwise (K-subspaces restarts) ``n_init`` seeds, each paired with every ``q``.
+    """
+    run_prob, run_q, run_seed = [], [], []
+    for b, count in enumerate(counts):
+        qs = spectral_q_values(int(count), len(dims), max(dims), q)
+        if n_init is None:
+            seeds = rngs[b].integers(0, 2**31 - 1, size=len(qs))
+        else:
+            seeds = np.repeat(rngs[b].integers(0, 2**31 - 1, size=n_init), len(qs))
+            qs = qs * n_init
+        run_prob += [b] * len(qs)
+        run_q += list(qs)
+        run_seed += list(seeds)
+    return np.asarray(run_prob, dtype=np.int64), np.asarray(run_q), np.asarray(run_seed)
+
+
 def spectral_init(
     X: Any, dims: Any, *, mask: Any = None, q: Any = None, random_state: Any = None, backend: str = "batched"
 ) -> tuple[np.ndarray, ...]:
@@ -645,15 +666,9 @@ def spectral_init(
     dims = check_dims("dims", dims, n)
     check_choice("backend", backend, SPECTRAL_BACKENDS)
     rngs = problem_generators(random_state, B) if batched else [check_random_state(random_state)]
-    run_prob, run_q, run_seed = [], [], []
-    for b, count in enumerate(mask.sum(-1)):
-        qs = spectral_q_values(int(count), len(dims), max(dims), q)
-        run_prob += [b] * len(qs)
-        run_q += list(qs)
-        run_seed += list(rngs[b].integers(0, 2**31 - 1, size=len(qs)))
-    run_prob = np.asarray(run_prob, dtype=np.int64)
+    run_prob, run_q, run_seed = _spectral_runs(mask.sum(-1), dims, q, rngs)
     Xm = np.where(mask[..., None], X, 0)
-    U, _ = _spectral_starts(Xm, mask, run_prob, np.asarray(run_q), np.asarray(run_seed), dims, backend)
+    U, _ = _spectral_starts(Xm, mask, run_prob, run_q, run_seed, dims, backend)
     score = _energies(Xm[run_prob], U).max(-1).sum(-1)  # K-subspaces objective of every run
     order = np.lexsort((-score, run_prob))  # per problem, best first (stable: the first q on ties)
     best = order[np.unique(run_prob[order], return_index=True)[1]]
@@ -734,17 +749,8 @@ def _solve_block(X, mask, dims, init, n_init, max_iter, q, rngs, spectral_backen
         if Q is not None:  # project the Haar bases: same energies for points in the row space
             U0 = np.swapaxes(Q, -1, -2)[run_prob][:, None] @ U0
     elif init == "spectral":
-        run_prob, run_q, run_seed = [], [], []
-        for b in range(B):
-            qs = spectral_q_values(int(counts[b]), K, dmax, q)
-            seeds = rngs[b].integers(0, 2**31 - 1, size=n_init)
-            for s in range(n_init):
-                for qq in qs:
-                    run_prob.append(b)
-                    run_q.append(qq)
-                    run_seed.append(seeds[s])
-        run_prob = np.asarray(run_prob, dtype=np.int64)
-        U0, labels0 = _spectral_starts(Z, mask, run_prob, np.asarray(run_q), np.asarray(run_seed), dims, spectral_backend)
+        run_prob, run_q, run_seed = _spectral_runs(counts, dims, q, rngs, n_init)
+        U0, labels0 = _spectral_starts(Z, mask, run_prob, run_q, run_seed, dims, spectral_backend)
     else:  # pragma: no cover - validated before
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
