@@ -7,10 +7,15 @@ For a MoLRG the closed-form posterior mean is
 At high SNR ``1/sigma^2`` the weights are one-hot and the Jacobian is
 ``c_t/s_t P_k``: rank ``d_k`` of the component the point sits on.
 
-The *numerical rank* counts singular values above ``rtol`` times the largest
-(default ``rtol = 1e-3``, SPEC A9; the paper's eq. 46).  The rank ratio is the rank
-divided by the ambient dimension ``n``, plotted against ``SNR = 1/sigma_t^2``
-along the trajectories of a deterministic sampler (the paper's Figure 3).
+The *numerical rank* is, by default, the paper's eq. (46) as the authors' code
+computes it (SPEC A9): the *energy rank*, the smallest ``r`` with
+``sqrt(cumsum(s^2))[r] > 0.99 ||s||_2`` over the singular values ``s``.  The
+relative-threshold rank (singular values above ``rtol = 1e-3`` times the largest)
+is the option ``method="threshold"``; it is much stricter, and counts directions
+that carry almost none of the Jacobian's energy (an MLP's Jacobian has small
+singular values in every direction).  The rank ratio is the rank divided by the
+ambient dimension ``n``, plotted against ``SNR = 1/sigma_t`` (the paper's axis)
+along the trajectories of a deterministic sampler (the paper's Figures 3 and 7).
 
 Jacobians use ``torch.func``: ``jacrev`` (reverse mode, vectorized over the ``n``
 cotangents with ``vmap``) of either
@@ -96,13 +101,61 @@ def denoiser_jacobian(denoise: Callable, x, scale=1.0, sigma=1.0, *, method: str
     return torch.movedim(J, 0, -2)
 
 
-def numerical_rank(J, rtol: float = 1e-3):
-    """Numerical rank: singular values ``> rtol * largest``, over the last two axes (paper eq. 46).
+RANK_METHODS = ("energy", "threshold")
+
+
+def _singular_values(J) -> np.ndarray:
+    """Singular values of ``J (..., m, n)`` over the last two axes, float64 numpy, descending."""
+    if is_torch(J):
+        import torch
+
+        if J.ndim < 2:
+            raise ValueError(f"J must have at least 2 axes, got shape {tuple(J.shape)}")
+        return torch.linalg.svdvals(J.detach().to(torch.float64)).cpu().numpy()
+    J = np.asarray(J)
+    if J.dtype.kind not in "biuf":
+        raise TypeError(f"J must be a real numeric array, got dtype {J.dtype}")
+    if J.ndim < 2:
+        raise ValueError(f"J must have at least 2 axes, got shape {J.shape}")
+    return np.linalg.svd(J.astype(np.float64), compute_uv=False)
+
+
+def _rank_from_singular_values(sv: np.ndarray, method: str, threshold: float, rtol: float) -> np.ndarray:
+    """Private kernel of :func:`numerical_rank` on descending singular values (clean input)."""
+    top = sv[..., :1]
+    if method == "energy":
+        energy = np.sqrt(np.cumsum(sv**2, axis=-1))  # energy[..., r-1] = ||s_{1..r}||_2
+        total = energy[..., -1:]
+        # smallest r with energy[r-1] > threshold * total: one more than the count at or below it
+        rank = np.minimum((energy <= threshold * total).sum(-1) + 1, sv.shape[-1])
+        return np.asarray(np.where(total[..., 0] > 0, rank, 0))
+    if method == "threshold":
+        return np.asarray(((sv > rtol * top) & (top > 0)).sum(-1))
+    raise ValueError(f"method must be one of {list(RANK_METHODS)}, got {method!r}")
+
+
+def numerical_rank(J, *, method: str = "energy", threshold: float = 0.99, rtol: float = 1e-3):
+    r"""Numerical rank of matrices over the last two axes (paper eq. 46).
+
+    With singular values :math:`s_1 \ge s_2 \ge \dots` of ``J``:
+
+    * ``method="energy"`` (default; the paper's eq. 46 as the authors compute it):
+      the smallest ``r`` with
+
+      .. math:: \Big(\sum_{i \le r} s_i^2\Big)^{1/2} > \text{threshold}\ \|s\|_2,
+
+      i.e. the fewest directions holding a fraction ``threshold^2`` of the squared
+      Frobenius norm;
+    * ``method="threshold"``: the count of ``s_i > rtol * s_1`` (relative threshold).
 
     Parameters
     ----------
     J : array or tensor ``(..., m, n)``
+    method : {"energy", "threshold"}, default "energy"
+    threshold : float in (0, 1), default 0.99
+        Energy fraction (of the 2-norm of the singular values) of ``method="energy"``.
     rtol : float in (0, 1), default 1e-3
+        Relative threshold of ``method="threshold"``.
 
     Returns
     -------
@@ -110,24 +163,19 @@ def numerical_rank(J, rtol: float = 1e-3):
 
     Examples
     --------
-    >>> numerical_rank(np.diag([1.0, 1e-2, 1e-5]))
-    array(2)
+    >>> J = np.diag([1.0, 0.5, 1e-2, 1e-5])
+    >>> int(numerical_rank(J))  # ||s|| = 1.1181; s_1 = 1 < 0.99 ||s||, sqrt(1.25) > 0.99 ||s||
+    2
+    >>> int(numerical_rank(J, method="threshold"))
+    3
     """
+    check_choice("method", method, RANK_METHODS)
+    threshold = check_real("threshold", threshold, low=0.0, high=1.0, low_open=True, high_open=True)
     rtol = check_real("rtol", rtol, low=0.0, high=1.0, low_open=True, high_open=True)
-    if is_torch(J):
-        import torch
-
-        sv = torch.linalg.svdvals(J.detach().to(torch.float64)).cpu().numpy()
-    else:
-        J = np.asarray(J, dtype=np.float64)
-        if J.ndim < 2:
-            raise ValueError(f"J must have at least 2 axes, got shape {J.shape}")
-        sv = np.linalg.svd(J, compute_uv=False)
-    top = sv[..., :1]
-    return np.asarray(((sv > rtol * top) & (top > 0)).sum(-1))
+    return _rank_from_singular_values(_singular_values(J), method, threshold, rtol)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RankTrajectory:
     """Numerical Jacobian ranks along sampling trajectories (:func:`rank_along_trajectory`).
 
@@ -136,9 +184,11 @@ class RankTrajectory:
     sigma : array ``(S,)``
         The positive noise levels visited (decreasing).
     snr : array ``(S,)``
-        ``1 / sigma^2``.
-    ranks : int array ``(S, *batch)``
-        Numerical rank at each level and trajectory.
+        ``1 / sigma`` (the paper's axis in Figures 3 and 7).
+    energy_rank : int array ``(S, *batch)``
+        Energy rank (:func:`numerical_rank`, ``method="energy"``) at each level and trajectory.
+    threshold_rank : int array ``(S, *batch)``
+        Relative-threshold rank (``method="threshold"``) of the same Jacobians.
     n : int
         Ambient dimension.
     samples : array ``(*batch, n)``
@@ -149,15 +199,40 @@ class RankTrajectory:
 
     sigma: np.ndarray
     snr: np.ndarray
-    ranks: np.ndarray
+    energy_rank: np.ndarray
+    threshold_rank: np.ndarray
     n: int
     samples: np.ndarray
     points: np.ndarray | None = None
 
     @property
+    def ranks(self) -> np.ndarray:
+        """The energy ranks (the default numerical rank)."""
+        return self.energy_rank
+
+    @property
     def rank_ratio(self) -> np.ndarray:
-        """Mean rank over trajectories divided by ``n``, shape ``(S,)``."""
-        return self.ranks.reshape(self.ranks.shape[0], -1).mean(1) / self.n
+        """Mean energy rank over trajectories divided by ``n``, shape ``(S,)``."""
+        return self.energy_rank.reshape(self.energy_rank.shape[0], -1).mean(1) / self.n
+
+    def to_frame(self):
+        """Tidy table: one row per noise level with the mean ranks and rank ratios over trajectories."""
+        import pandas as pd
+
+        S = self.sigma.shape[0]
+        er = self.energy_rank.reshape(S, -1).astype(float)
+        tr = self.threshold_rank.reshape(S, -1).astype(float)
+        return pd.DataFrame(
+            {
+                "step": np.arange(S),
+                "sigma": self.sigma,
+                "snr": self.snr,
+                "energy_rank": er.mean(1),
+                "energy_rank_ratio": er.mean(1) / self.n,
+                "threshold_rank": tr.mean(1),
+                "threshold_rank_ratio": tr.mean(1) / self.n,
+            }
+        )
 
 
 def rank_along_trajectory(
@@ -172,6 +247,7 @@ def rank_along_trajectory(
     sigma_max: float = 80.0,
     rho: float = 7.0,
     solver: str = "heun",
+    threshold: float = 0.99,
     rtol: float = 1e-3,
     keep_points: bool = False,
     random_state: Any = None,
@@ -193,8 +269,9 @@ def rank_along_trajectory(
         Ambient dimension (needed when ``x_T`` is omitted).
     sigmas, n_steps, sigma_min, sigma_max, rho, solver
         The grid and sampler (default: EDM's 18-step Heun).
-    rtol : float, default 1e-3
-        Relative threshold of the numerical rank.
+    threshold, rtol : float, default 0.99 and 1e-3
+        The energy fraction of the energy rank and the relative threshold of the
+        threshold rank (:func:`numerical_rank`); both ranks are computed from one SVD.
     keep_points : bool
         Keep the visited points in the result.
     random_state : None, int, numpy Generator
@@ -221,14 +298,17 @@ def rank_along_trajectory(
     elif not is_torch(x_T):
         x_T = torch.as_tensor(np.asarray(x_T), dtype=dtype, device=device)
     n = x_T.shape[-1]
+    threshold = check_real("threshold", threshold, low=0.0, high=1.0, low_open=True, high_open=True)
     rtol = check_real("rtol", rtol, low=0.0, high=1.0, low_open=True, high_open=True)
-    levels, ranks, points = [], [], []
+    levels, e_ranks, t_ranks, points = [], [], [], []
 
     def callback(info):
         xi = info["x"].detach()
         J = denoiser_jacobian(denoise, xi, 1.0, info["sigma"])
         levels.append(info["sigma"])
-        ranks.append(numerical_rank(J, rtol))
+        sv = _singular_values(J)
+        e_ranks.append(_rank_from_singular_values(sv, "energy", threshold, rtol))
+        t_ranks.append(_rank_from_singular_values(sv, "threshold", threshold, rtol))
         if keep_points:
             points.append(xi.cpu().numpy())
 
@@ -237,8 +317,9 @@ def rank_along_trajectory(
     sigma = np.asarray(levels)
     return RankTrajectory(
         sigma=sigma,
-        snr=1.0 / sigma**2,
-        ranks=np.stack(ranks),
+        snr=1.0 / sigma,
+        energy_rank=np.stack(e_ranks),
+        threshold_rank=np.stack(t_ranks),
         n=int(n),
         samples=out.detach().cpu().numpy(),
         points=np.stack(points) if keep_points else None,

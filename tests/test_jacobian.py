@@ -58,15 +58,35 @@ def test_jacobian_per_point_sigma_and_batch_axes(model):
         denoiser_jacobian(D, x, 1.0, 1.0, method="forward")
 
 
-def test_numerical_rank():
+def test_numerical_rank_threshold():
     J = np.diag([2.0, 1.0, 1e-2, 1.9e-3, 1e-9])
-    assert numerical_rank(J) == 3  # 1.9e-3 < 1e-3 * 2
-    assert numerical_rank(J, rtol=1e-4) == 4
-    assert numerical_rank(torch.as_tensor(np.stack([J, np.zeros((5, 5))]))).tolist() == [3, 0]
+    assert numerical_rank(J, method="threshold") == 3  # 1.9e-3 < 1e-3 * 2
+    assert numerical_rank(J, method="threshold", rtol=1e-4) == 4
+    Jt = torch.as_tensor(np.stack([J, np.zeros((5, 5))]))
+    assert numerical_rank(Jt, method="threshold").tolist() == [3, 0]
     with pytest.raises(ValueError, match=r"rtol must be finite and in \(0.0, 1.0\)"):
-        numerical_rank(J, rtol=0.0)
+        numerical_rank(J, method="threshold", rtol=0.0)
     with pytest.raises(ValueError, match="J must have at least 2 axes"):
         numerical_rank(np.ones(3))
+    with pytest.raises(ValueError, match="method must be one of"):
+        numerical_rank(J, method="rtol")
+
+
+def test_numerical_rank_energy_is_eq46():
+    # paper eq. 46: smallest r with sqrt(cumsum(s^2))[r] > 0.99 ||s||_2
+    rng = np.random.default_rng(0)
+    J = rng.standard_normal((6, 9, 9)) * np.logspace(0, -3, 9)  # decaying columns
+    s = np.linalg.svd(J, compute_uv=False)
+    for tau in (0.5, 0.9, 0.99):
+        ref = [1 + int(np.argmax(np.sqrt(np.cumsum(si**2)) > tau * np.linalg.norm(si))) for si in s]
+        np.testing.assert_array_equal(numerical_rank(J, threshold=tau), ref)
+    assert numerical_rank(np.diag([2.0, 1.0, 1e-2, 1.9e-3, 1e-9])) == 2  # 2 of 5 hold 99% of the norm
+    assert numerical_rank(np.eye(7)) == 7  # flat spectrum: every direction
+    assert numerical_rank(np.eye(7), threshold=0.5) == 2  # sqrt(2) > 0.5 sqrt(7) > 1
+    assert numerical_rank(np.zeros((2, 4, 4))).tolist() == [0, 0]
+    assert numerical_rank(torch.as_tensor(J)).tolist() == numerical_rank(J).tolist()
+    with pytest.raises(ValueError, match=r"threshold must be finite and in \(0.0, 1.0\)"):
+        numerical_rank(J, threshold=1.0)
 
 
 def test_lemma2_closed_form_rank_along_trajectories(model):
@@ -80,7 +100,7 @@ def test_lemma2_closed_form_rank_along_trajectories(model):
     res = np.stack([np.linalg.norm(X - (X @ U) @ U.T, axis=1) for U in model.bases], 1)
     nearest = np.asarray(model.dims)[res.argmin(1)]
     np.testing.assert_array_equal(traj.ranks[-1], nearest)
-    np.testing.assert_allclose(traj.snr, 1.0 / traj.sigma**2)
+    np.testing.assert_allclose(traj.snr, 1.0 / traj.sigma)
     assert traj.rank_ratio[-1] == pytest.approx(nearest.mean() / 24)
     # high SNR at points near the data (not only trajectory end points)
     Xd, labels = model.sample(30, random_state=5)
