@@ -44,7 +44,18 @@ def parse_assignments(experiment, assignments) -> tuple[dict, dict]:
         if "=" not in item:
             raise click.UsageError(f"--set expects key=value, got {item!r}")
         key, text = (s.strip() for s in item.split("=", 1))
-        if key in experiment.grid:
+        if experiment.parameters is not None and key in experiment.parameters.specs():
+            spec = experiment.parameters.specs()[key]
+            try:
+                if key in experiment.grid:
+                    grid[key] = [spec.parse(part) for part in text.split(",") if part.strip()]
+                    if not grid[key]:
+                        raise click.UsageError(f"--set {key}: give at least one value")
+                else:
+                    params[key] = spec.parse(text)
+            except ValueError as exc:
+                raise click.UsageError(f"--set {exc}") from None
+        elif key in experiment.grid:
             defaults = list(experiment.grid[key])
             # a float anywhere in the default list makes the key a float key (``[0, 0.1]``)
             like = next((v for v in defaults if isinstance(v, float)), defaults[0])
@@ -78,6 +89,67 @@ def _experiment(name):
         raise click.UsageError(str(exc)) from None
 
 
+def describe_parameters(exp) -> list[str]:
+    """One line per parameter of ``exp``: name, type, default (or the swept grid), allowed range, help."""
+    specs = exp.parameters.specs() if exp.parameters is not None else None
+    names = list(specs) if specs is not None else list(exp.grid) + list(exp.params)
+    lines = []
+    for name in names:
+        if name in exp.grid:
+            default = "grid: " + ",".join(map(str, exp.grid[name]))
+            quick = exp.quick_grid[name]
+            if list(quick) != list(exp.grid[name]):
+                default += "; quick: " + ",".join(map(str, quick))
+        else:
+            default = repr(exp.params[name])
+            if name in exp.quick_params:
+                default += f" (quick: {exp.quick_params[name]!r})"
+        if specs is not None:
+            spec = specs[name]
+            rng = spec.range_text()
+            lines.append(f"  {name} ({spec.type_name}{'' if rng == 'any' else ', ' + rng}) = {default}"
+                         + (f"  {spec.constraint.help}" if spec.constraint.help else ""))
+        else:
+            value = exp.grid[name][0] if name in exp.grid else exp.params[name]
+            lines.append(f"  {name} ({type(value).__name__}) = {default}")
+    return lines
+
+
+def _show_text(exp) -> str:
+    head = [f"{exp.name}: {exp.description}", "",
+            f"trials: {exp.trials} (quick: {exp.quick_trials}); grid keys: {', '.join(exp.grid)}"
+            + (f"; chunks by: {', '.join(exp.chunk_by)}" if exp.chunk_by else ""), "",
+            "Parameters (set with --set KEY=VALUE; grid keys take comma lists):"]
+    return "\n".join(head + describe_parameters(exp))
+
+
+class _RunCommand(click.Command):
+    """``run``: ``phase-transition run NAME --help`` also lists the parameters of NAME."""
+
+    def parse_args(self, ctx, args):
+        takes_value = {opt for p in self.params if isinstance(p, click.Option) and not p.is_flag for opt in p.opts}
+        it = iter(args)
+        for tok in it:
+            if tok in takes_value:
+                next(it, None)
+            elif not tok.startswith("-"):
+                ctx.meta["experiment_name"] = tok
+                break
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        name = ctx.meta.get("experiment_name")
+        if name is None:
+            return
+        try:
+            exp = get_experiment(name)
+        except ValueError:
+            return
+        formatter.write("\n")
+        formatter.write(_show_text(exp) + "\n")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """Run the toolkit's registered experiments (MoLRG phase transitions, locality) and build the report."""
@@ -90,7 +162,14 @@ def list_cmd():
         click.echo(f"{exp.name:22s} {exp.description}")
 
 
-@cli.command("run")
+@cli.command("show")
+@click.argument("name")
+def show_cmd(name):
+    """Describe experiment NAME: its grid, trials and every parameter with default, range and help."""
+    click.echo(_show_text(_experiment(name)))
+
+
+@cli.command("run", cls=_RunCommand)
 @click.argument("name")
 @click.option("--quick", is_flag=True, help="Use the experiment's small quick grid and parameters.")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per grid point (default: the experiment's).")

@@ -161,14 +161,35 @@ def plan_grid(
         exp.validate(config)
     keys = list(grid)
     points = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    values = [_typed(exp, full_params, point, len(points)) for point in points]  # every point checked before any work
+    if exp.parameters is not None and values:
+        config["params"] = {k: values[0][k] for k in full_params}  # as coerced by the declared types
     groups: dict[Any, list] = {}
     for i, point in enumerate(points):
         gkey = i if exp.chunk_by is None else tuple(repr(point[k]) for k in exp.chunk_by)
         for j in range(trials):
-            task = Task(params={**full_params, **point}, trial=j, seed=trial_seed(seed, point, j))
+            # the seed hashes the grid values as written in the grid (typed coercion changes no seed)
+            task = Task(params=values[i], trial=j, seed=trial_seed(seed, point, j))
             groups.setdefault(gkey, []).append((i, task))
     key = _digest({k: config[k] for k in ("experiment", "grid", "params", "trials", "seed", "version")})[:20]
     return GridPlan(exp, config, points, list(groups.values()), key)
+
+
+def _typed(exp: Experiment, fixed: Mapping[str, Any], point: Mapping[str, Any], n_points: int):
+    """The parameters of one grid point: a validated ``exp.parameters`` instance (a dict for older experiments)."""
+    if exp.parameters is None:
+        return {**fixed, **point}
+    specs = exp.parameters.specs()
+    try:
+        for k, v in fixed.items():  # a bad fixed value is named without a grid point
+            specs[k].coerce(v)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{exp.name}: {exc}") from None
+    try:
+        return exp.parameters(**fixed, **point)
+    except (TypeError, ValueError) as exc:
+        where = f" (grid point {', '.join(f'{k}={v!r}' for k, v in point.items())})" if n_points > 1 and point else ""
+        raise type(exc)(f"{exp.name}: {exc}{where}") from None
 
 
 # --------------------------------------------------------------------------- running one chunk

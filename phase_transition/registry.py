@@ -6,9 +6,14 @@ An experiment is everything the sweep engine needs to know, and nothing more:
 * ``grid``: the default (paper-scale) grid, ``{parameter: [values]}``; the
   engine sweeps the cartesian product of these lists, times ``trials``;
 * ``quick_grid``: a small grid for tests and the quick report (same keys);
-* ``params``: fixed parameters with their default values (their types are the
-  types of the defaults: ``--set key=value`` is parsed to that type);
-* ``quick_params``: overrides of ``params`` for the quick run;
+* ``parameters``: the typed parameters, a frozen dataclass deriving from
+  :class:`phase_transition.params.Parameters` that declares every parameter
+  once (type, default, range, help; see :mod:`phase_transition.params`).  The
+  grid keys are some of its fields, the other fields are the fixed parameters;
+* ``params``: (older form, instead of ``parameters``) fixed parameters with
+  their default values (their types are the types of the defaults);
+  with ``parameters`` it is filled with the defaults of the non-grid fields;
+* ``quick_params``: overrides of the fixed parameters for the quick run;
 * ``run(tasks)``: the one place where mathematics meets the engine.  It gets a
   list of :class:`Task` (all grid points and trials of one chunk) and returns
   one ``dict`` of metrics per task, in the same order.  It is expected to batch
@@ -19,8 +24,11 @@ An experiment is everything the sweep engine needs to know, and nothing more:
   point, holding all its trials);
 * ``plot(table, config)``: the figure (a :class:`matplotlib.figure.Figure`);
 * ``summarize(table, config)``: a small dict of headline numbers for the report;
-* ``validate(config)``: raises ``ValueError`` on bad parameter values before
-  anything runs.
+* ``validate(config)``: (older form) raises ``ValueError`` on bad parameter
+  values before anything runs; typed ``parameters`` replace it;
+* ``version``: a string the author bumps by hand to invalidate cached results
+  (the cache is also keyed on a fingerprint of the code, see
+  :mod:`phase_transition.grid`).
 
 Experiments register themselves at import with :func:`register`; the modules in
 ``phase_transition/experiments/`` are imported on first use of the registry.
@@ -43,7 +51,10 @@ class Task:
     """One grid point and trial handed to ``Experiment.run``.
 
     ``params`` holds the grid values of this point merged over the fixed
-    parameters (so ``run`` reads every parameter from one dict); ``seed`` is the
+    parameters (so ``run`` reads every parameter from one mapping): the
+    experiment's validated :class:`~phase_transition.params.Parameters`
+    instance (``task.params.N`` or ``task.params["N"]``), or a dict for an
+    experiment declared with the older ``params=``; ``seed`` is the
     trial's integer seed (derived by the engine from the sweep's SeedSequence,
     independent of chunking and worker count).
     """
@@ -72,8 +83,12 @@ class Experiment:
         ``run(tasks) -> list[dict]``: one dict of metrics per :class:`Task`, in order.
     grid, quick_grid : dict of {str: list}
         Default (paper-scale) and quick values of the swept parameters (same keys).
+    parameters : type, optional
+        The typed parameters (a frozen :class:`~phase_transition.params.Parameters`
+        dataclass); grid keys and fixed parameters are its fields.
     params, quick_params : dict
-        Fixed parameters with their defaults, and overrides for the quick run.
+        Fixed parameters with their defaults (older form; derived from
+        ``parameters`` when given), and overrides for the quick run.
     trials, quick_trials : int
         Independent trials per grid point (default and quick).
     chunk_by : tuple of str, optional
@@ -83,7 +98,9 @@ class Experiment:
     summarize : callable, optional
         ``summarize(table, config) -> dict`` of headline numbers.
     validate : callable, optional
-        ``validate(config)`` raises ``ValueError`` naming a bad parameter.
+        ``validate(config)`` raises ``ValueError`` naming a bad parameter (older form).
+    version : str
+        Bumped by hand to invalidate the cache of this experiment.
     doc : str
         Longer description (the report uses its first line).
     family : str
@@ -105,8 +122,24 @@ class Experiment:
     validate: Callable[[Mapping[str, Any]], None] | None = None
     doc: str = ""
     family: str = ""
+    parameters: type | None = None
+    version: str = ""
 
     def __post_init__(self):
+        if self.parameters is not None:
+            from .params import parameter_specs
+
+            specs = parameter_specs(self.parameters)
+            unknown = set(self.grid) - set(specs)
+            if unknown:
+                raise ValueError(f"experiment {self.name}: grid keys {sorted(unknown)} are not fields of "
+                                 f"{self.parameters.__name__}")
+            if self.params:
+                raise ValueError(f"experiment {self.name}: give parameters= or params=, not both")
+            no_default = [k for k, s in specs.items() if k not in self.grid and not s.has_default]
+            if no_default:
+                raise ValueError(f"experiment {self.name}: {sorted(no_default)} have no default and are not grid keys")
+            object.__setattr__(self, "params", {k: s.default for k, s in specs.items() if k not in self.grid})
         if set(self.grid) != set(self.quick_grid):
             raise ValueError(f"experiment {self.name}: grid and quick_grid must have the same keys")
         overlap = set(self.grid) & set(self.params)

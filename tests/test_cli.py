@@ -99,7 +99,7 @@ def test_run_no_cache_leaves_no_cache(tmp_path, capsys):
         (["run", "toy-sweep", "--quick", "--set", "scale=abc"], "expected a value of type float"),
         (["run", "toy-sweep", "--quick", "--set", "fail_on=1.5"], "expected a value of type int"),
         (["run", "toy-sweep", "--quick", "--set", "a=1,x"], "expected a value of type int"),
-        (["run", "toy-sweep", "--quick", "--set", "scale=-1"], "scale must be > 0"),
+        (["run", "toy-sweep", "--quick", "--set", "scale=-1"], "scale must be a finite number > 0.0, got -1.0"),
         (["run", "toy-sweep", "--quick", "--set", "scale"], "key=value"),
         (["run", "toy-sweep", "--quick", "--trials", "0"], "--trials"),
         (["run", "toy-sweep", "--quick", "--jobs", "0"], "--jobs"),

@@ -51,7 +51,7 @@ def test_table_layout(reference):
     cfg = df.attrs["config"]
     assert cfg["experiment"] == "toy-sweep"
     assert cfg["grid"] == {"a": [1, 2, 3], "b": [0.5, 1.0]}
-    assert cfg["params"] == {"scale": 2.0, "fail_on": -1, "label": "x", "log_dir": ""}  # quick_params applied
+    assert cfg["params"] == {"scale": 2.0, "fail_on": -1, "label": "x", "log_dir": "", "mode": "plain"}  # quick_params applied
     assert cfg["trials"] == 3 and cfg["seed"] == 7
     assert isinstance(cfg["version"], str) and cfg["version"]
     assert cfg["runtime_s"] >= 0 and cfg["n_rows"] == 18 and cfg["n_errors"] == 0
@@ -148,7 +148,7 @@ def test_run_must_return_one_dict_per_task():
         ({"n_jobs": 0}, "n_jobs must be"),
         ({"backend": "spark"}, "backend must be one of"),
         ({"scheduler": "tcp://127.0.0.1:8786"}, "scheduler is used only with backend='dask'"),
-        ({"params": {"scale": -1.0}}, "scale must be > 0, got -1.0"),
+        ({"params": {"scale": -1.0}}, "scale must be a finite number > 0.0, got -1.0"),
     ],
 )
 def test_invalid_arguments(kwargs, match):

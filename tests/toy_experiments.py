@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from phase_transition.params import Parameters, param
 from phase_transition.registry import Experiment
 
 
@@ -56,10 +58,21 @@ def toy_run(tasks):
     return rows
 
 
-def toy_validate(config) -> None:
-    scale = config["params"]["scale"]
-    if not scale > 0:
-        raise ValueError(f"scale must be > 0, got {scale!r}")
+@dataclass(frozen=True, kw_only=True)
+class ToyParameters(Parameters):
+    """The toy sweep's parameters: grid keys ``a`` and ``b``, the rest fixed."""
+
+    a: int = param(ge=1, le=100, help="first factor (grid)")
+    b: float = param(gt=0.0, help="second factor (grid)")
+    scale: float = param(1.0, gt=0.0, help="multiplies the product")
+    fail_on: int = param(-1, help="the value of a whose trial 1 raises (-1: none)")
+    label: str = param("x", help="free text")
+    log_dir: str = param("", help="folder of the call log (empty: no log)")
+    mode: str = param("plain", choices=("plain", "fancy"), help="a choice, for the CLI tests")
+
+    def validate(self):
+        if self.fail_on == 0:
+            raise ValueError("fail_on must not be 0 (toy cross-field rule)")
 
 
 def toy_plot(table: pd.DataFrame, config) -> Figure:
@@ -79,14 +92,13 @@ TOY = Experiment(
     run=toy_run,
     grid={"a": [1, 2, 3, 4], "b": [0.5, 1.0, 2.0]},
     quick_grid={"a": [1, 2, 3], "b": [0.5, 1.0]},
-    params={"scale": 1.0, "fail_on": -1, "label": "x", "log_dir": ""},
+    parameters=ToyParameters,
     quick_params={"scale": 2.0},
     trials=4,
     quick_trials=3,
     chunk_by=("a",),
     plot=toy_plot,
     summarize=toy_summarize,
-    validate=toy_validate,
     doc="A product of the grid values plus standard normal noise.",
 )
 

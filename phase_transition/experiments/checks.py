@@ -28,6 +28,7 @@ and the tests import them from here (one reference, not two that drift):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -35,9 +36,10 @@ import pandas as pd
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from ..params import Parameters, param
 from ..registry import Experiment, Task, register
 
-__all__ = ["dense_posterior", "brute_force_localization", "CHECKS"]
+__all__ = ["dense_posterior", "brute_force_localization", "CHECKS", "CheckParameters"]
 
 
 # --------------------------------------------------------------------------- independent references
@@ -225,10 +227,11 @@ def summarize(table: pd.DataFrame, config: Mapping[str, Any]) -> dict:
     return out
 
 
-def validate(config: Mapping[str, Any]) -> None:
-    unknown = sorted(set(map(str, config["grid"]["check"])) - set(CHECKS))
-    if unknown:
-        raise ValueError(f"check: unknown {unknown}; choose from {sorted(CHECKS)}")
+@dataclass(frozen=True, kw_only=True)
+class CheckParameters(Parameters):
+    """The one parameter of ``formula-checks``: which check (the grid key)."""
+
+    check: str = param(choices=tuple(CHECKS), help="which closed form is checked against its independent computation")
 
 
 EXPERIMENT = register(
@@ -238,13 +241,12 @@ EXPERIMENT = register(
         run=run,
         grid={"check": list(CHECKS)},
         quick_grid={"check": list(CHECKS)},
-        params={},
+        parameters=CheckParameters,
         trials=5,
         quick_trials=2,
         chunk_by=None,
         plot=plot,
         summarize=summarize,
-        validate=validate,
         doc=__doc__,
         family="checks",
     )
