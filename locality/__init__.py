@@ -1,103 +1,85 @@
-"""Locality of the score of Gaussians with banded precision along the diffusion (SPEC Part B)."""
+"""Locality of the score of Gaussians with banded precision along the diffusion (SPEC Part B).
 
-from .schedule import DDPMSchedule
-from .precision import (
-    ar1_covariance,
-    ar1_precision,
-    ar1_sample,
-    band_mask,
-    bandwidth,
-    check_covariance,
-    check_precision,
-    condition_number,
-    random_banded_precision,
-)
-from .forward import (
-    decay_rate,
-    effective_radius,
-    offdiag_profile,
-    ou_covariance,
-    ou_effective_radius,
-    ou_precision,
-    ou_profile,
-    radius_from_profile,
-)
-from .localization import (
-    LocalizationDecomposition,
-    localization_decomposition,
-    localization_error,
-    marginal_score_matrix,
-    truncation_error,
-)
-from .ddpm import (
-    LinearScore,
-    dsm_precision,
-    empirical_covariance,
-    entrywise_error,
-    generated_covariance,
-    relative_covariance_error,
-    sample_backward,
-    tradeoff_curve,
-)
-from .cir import (
-    FellerWarning,
-    autocorrelation,
-    autocorrelation_error,
-    cir_autocorrelation,
-    cir_stationary,
-    cir_wasserstein,
-    marginal_histogram,
-    simulate_cir,
-)
-from .cir_score import LocalizedDiffusion, LocalScoreMLP, ddpm_sample, sampler_steps
+The package imports lazily (PEP 562 module ``__getattr__``): ``import locality``
+loads nothing but this file, a public name loads its module on first use, and
+the numpy modules (schedule, precision, forward, localization, ddpm, cir) never
+import torch.  Only the CIR score network (:mod:`locality.cir_score`) loads
+torch, when one of its names is first used.
 
-__all__ = [
-    "DDPMSchedule",
+To export a new public name, add ``"name": "module"`` to ``_EXPORTS`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "DDPMSchedule": "schedule",
     # precision (B1)
-    "random_banded_precision",
-    "condition_number",
-    "bandwidth",
-    "band_mask",
-    "ar1_covariance",
-    "ar1_precision",
-    "ar1_sample",
-    "check_precision",
-    "check_covariance",
+    "random_banded_precision": "precision",
+    "condition_number": "precision",
+    "bandwidth": "precision",
+    "band_mask": "precision",
+    "ar1_covariance": "precision",
+    "ar1_precision": "precision",
+    "ar1_sample": "precision",
+    "check_precision": "precision",
+    "check_covariance": "precision",
     # forward process (B2)
-    "ou_covariance",
-    "ou_precision",
-    "offdiag_profile",
-    "ou_profile",
-    "effective_radius",
-    "radius_from_profile",
-    "ou_effective_radius",
-    "decay_rate",
+    "ou_covariance": "forward",
+    "ou_precision": "forward",
+    "offdiag_profile": "forward",
+    "ou_profile": "forward",
+    "effective_radius": "forward",
+    "radius_from_profile": "forward",
+    "ou_effective_radius": "forward",
+    "decay_rate": "forward",
     # localization error (B3)
-    "localization_error",
-    "truncation_error",
-    "localization_decomposition",
-    "LocalizationDecomposition",
-    "marginal_score_matrix",
+    "localization_error": "localization",
+    "truncation_error": "localization",
+    "localization_decomposition": "localization",
+    "LocalizationDecomposition": "localization",
+    "marginal_score_matrix": "localization",
     # localized DDPM (B4)
-    "empirical_covariance",
-    "dsm_precision",
-    "LinearScore",
-    "generated_covariance",
-    "sample_backward",
-    "relative_covariance_error",
-    "entrywise_error",
-    "tradeoff_curve",
+    "empirical_covariance": "ddpm",
+    "dsm_precision": "ddpm",
+    "LinearScore": "ddpm",
+    "generated_covariance": "ddpm",
+    "sample_backward": "ddpm",
+    "relative_covariance_error": "ddpm",
+    "entrywise_error": "ddpm",
+    "tradeoff_curve": "ddpm",
     # CIR time series with a localized neural score (B5)
-    "simulate_cir",
-    "cir_stationary",
-    "cir_autocorrelation",
-    "cir_wasserstein",
-    "autocorrelation",
-    "autocorrelation_error",
-    "marginal_histogram",
-    "FellerWarning",
-    "LocalizedDiffusion",
-    "LocalScoreMLP",
-    "ddpm_sample",
-    "sampler_steps",
-]
+    "simulate_cir": "cir",
+    "cir_stationary": "cir",
+    "cir_autocorrelation": "cir",
+    "cir_wasserstein": "cir",
+    "autocorrelation": "cir",
+    "autocorrelation_error": "cir",
+    "marginal_histogram": "cir",
+    "FellerWarning": "cir",
+    "LocalizedDiffusion": "cir_score",  # torch
+    "LocalScoreMLP": "cir_score",  # torch
+    "ddpm_sample": "cir_score",  # torch
+    "sampler_steps": "cir_score",  # torch
+}
+
+_SUBMODULES = {"schedule", "precision", "forward", "localization", "ddpm", "cir", "cir_score"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

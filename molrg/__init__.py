@@ -2,97 +2,108 @@
 
 Training a diffusion model's denoiser on MoLRG data is PCA (one component) or
 subspace clustering (several): see SPEC Part A.
+
+The package imports lazily (PEP 562 module ``__getattr__``): ``import molrg``
+loads nothing but this file, a public name loads its module on first use, and
+the numpy modules (model, posterior, schedules, solvers, metrics, sampling, ...)
+never import torch.  Only the torch-backed names (the DAEs, the losses, SGD and
+the MLP denoiser) load torch, when first used.
+
+To export a new public name, add ``"name": "module"`` to ``_EXPORTS`` below
+(and keep torch out of numpy modules: ``tests/test_imports.py`` checks it).
 """
 
-from .model import MoLRG, check_bases
-from .posterior import (
-    posterior_logits,
-    posterior_mean,
-    posterior_mean_from_bases,
-    posterior_weights,
-    posterior_weights_from_bases,
-    score,
-    score_from_bases,
-)
-from .schedules import EDM, VE, VP, NoiseSchedule, get_schedule, karras_sigmas
-from .utils import check_random_state, orthonormalize, random_orthonormal
-from .objectives import kss_objective, pca_objective, projection_energies
-from .metrics import subspace_error, subspace_error_batch, success
-from .solvers import (
-    KSubspaces,
-    k_subspaces,
-    k_subspaces_batch,
-    oracle_bases,
-    pca_subspace,
-    pca_subspace_batch,
-    spectral_init,
-)
-from .sampling import (
-    bases_denoiser,
-    closed_form_denoiser,
-    empirical_denoiser,
-    get_sigmas_karras,
-    sample,
-    sample_ddpm,
-    sample_euler,
-    sample_heun,
-)
-from .empirical import EmpiricalDenoiser, empirical_posterior_mean
-from .jacobian import denoiser_jacobian, numerical_rank, rank_along_trajectory
-from .mlp import MLPDenoiser, train_mlp_denoiser
-from .generalization import generalization_score, nearest_distances
-from .denoisers import HardmaxDAE, SingleDAE, SoftmaxDAE, make_denoiser
-from .loss import closed_form_loss, loss_coefficients, mc_loss
-from .sgd import DAEResult, train_dae
+from __future__ import annotations
 
-_SGD = [  # issues 2-3, SPEC A4, A5, A7
-    "SingleDAE", "SoftmaxDAE", "HardmaxDAE", "make_denoiser",
-    "mc_loss", "closed_form_loss", "loss_coefficients", "DAEResult", "train_dae",
-]
-
-_EXTENSIONS = [  # issue 7, SPEC A9
-    "sample", "sample_euler", "sample_heun", "sample_ddpm", "get_sigmas_karras",
-    "closed_form_denoiser", "bases_denoiser", "empirical_denoiser",
-    "EmpiricalDenoiser", "empirical_posterior_mean",
-    "denoiser_jacobian", "numerical_rank", "rank_along_trajectory",
-    "MLPDenoiser", "train_mlp_denoiser", "generalization_score", "nearest_distances",
-]
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MoLRG",
-    "check_bases",
-    "posterior_logits",
-    "posterior_mean",
-    "posterior_mean_from_bases",
-    "posterior_weights",
-    "posterior_weights_from_bases",
-    "score",
-    "score_from_bases",
-    "NoiseSchedule",
-    "VP",
-    "VE",
-    "EDM",
-    "get_schedule",
-    "karras_sigmas",
-    "check_random_state",
-    "orthonormalize",
-    "random_orthonormal",
-    "pca_objective",
-    "kss_objective",
-    "projection_energies",
-    "subspace_error",
-    "subspace_error_batch",
-    "success",
-    "pca_subspace",
-    "pca_subspace_batch",
-    "KSubspaces",
-    "k_subspaces",
-    "k_subspaces_batch",
-    "oracle_bases",
-    "spectral_init",
-]
-__all__ += _EXTENSIONS
+# public name -> submodule that defines it
+_EXPORTS = {
+    # the model and its closed-form posterior (SPEC A1-A3)
+    "MoLRG": "model",
+    "check_bases": "model",
+    "posterior_logits": "posterior",
+    "posterior_logits_from_norms": "posterior",
+    "posterior_mean": "posterior",
+    "posterior_mean_from_bases": "posterior",
+    "posterior_weights": "posterior",
+    "posterior_weights_from_bases": "posterior",
+    "score": "posterior",
+    "score_from_bases": "posterior",
+    "NoiseSchedule": "schedules",
+    "VP": "schedules",
+    "VE": "schedules",
+    "EDM": "schedules",
+    "get_schedule": "schedules",
+    "karras_sigmas": "schedules",
+    "check_random_state": "utils",
+    "orthonormalize": "utils",
+    "random_orthonormal": "utils",
+    # objectives, metrics and solvers (SPEC A5, A6, A8)
+    "pca_objective": "objectives",
+    "kss_objective": "objectives",
+    "projection_energies": "objectives",
+    "subspace_error": "metrics",
+    "subspace_error_batch": "metrics",
+    "success": "metrics",
+    "pca_subspace": "solvers",
+    "pca_subspace_batch": "solvers",
+    "KSubspaces": "solvers",
+    "k_subspaces": "solvers",
+    "k_subspaces_batch": "solvers",
+    "oracle_bases": "solvers",
+    "spectral_init": "solvers",
+    # extensions (issue 7, SPEC A9)
+    "sample": "sampling",
+    "sample_euler": "sampling",
+    "sample_heun": "sampling",
+    "sample_ddpm": "sampling",
+    "get_sigmas_karras": "sampling",
+    "closed_form_denoiser": "sampling",
+    "bases_denoiser": "sampling",
+    "empirical_denoiser": "sampling",
+    "EmpiricalDenoiser": "empirical",
+    "empirical_posterior_mean": "empirical",
+    "denoiser_jacobian": "jacobian",
+    "numerical_rank": "jacobian",
+    "rank_along_trajectory": "jacobian",
+    "MLPDenoiser": "mlp",  # torch
+    "train_mlp_denoiser": "mlp",  # torch
+    "generalization_score": "generalization",
+    "nearest_distances": "generalization",
+    # DAEs, losses and SGD (issues 2-3, SPEC A4, A5, A7): torch
+    "SingleDAE": "denoisers",
+    "SoftmaxDAE": "denoisers",
+    "HardmaxDAE": "denoisers",
+    "make_denoiser": "denoisers",
+    "mc_loss": "loss",
+    "closed_form_loss": "loss",
+    "loss_coefficients": "loss",
+    "DAEResult": "sgd",
+    "train_dae": "sgd",
+}
 
-__all__ += _SGD
+# submodules that are reachable as attributes (``molrg.solvers``) without an explicit import
+_SUBMODULES = {
+    "model", "posterior", "schedules", "utils", "objectives", "metrics", "solvers", "sampling",
+    "empirical", "jacobian", "mlp", "generalization", "denoisers", "loss", "sgd",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

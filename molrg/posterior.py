@@ -25,19 +25,34 @@ for ``delta = 0`` (SPEC A3).  The score is Tweedie's formula
 
 One implementation serves numpy arrays and torch tensors (with autograd), with
 any leading batch axes on the points and on the bases.  Logits and the
-log-sum-exp run in float64 and are cast back to the input dtype.
+log-sum-exp run in float64 and are cast back to the input dtype; the logit
+formula itself lives in one place, :func:`posterior_logits_from_norms`.
+
+Validation and extreme scales.  The public functions reject NaN/inf, strings,
+complex and object input, a wrong last axis of ``x_t`` and ``scale``/``sigma``
+arrays that do not match the leading axes of ``x_t`` (``ValueError`` /
+``TypeError`` naming the argument and the expected shape).  Given the weights,
+the mean and the score are linear in ``x_t``, so a row whose largest entry is
+beyond ``2^200`` (``2^24`` for torch float32) or below ``2^-200`` is divided by
+an exact power of two ``2^e``, computed, and multiplied back; its squared norms
+enter the logits as ``q = q_y 4^e`` and, where a logit overflows, the softmax is
+taken over the logits minus the winning component's quadratic term (the same
+softmax, now finite).  A finite entry of ``1e200`` thus gives the exact finite
+posterior mean; other rows are computed exactly as given.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from .utils import append_dims, array_namespace, is_torch
+from ._validation import append_dims, array_namespace, check_array, check_dims, check_levels, check_real, is_torch
 
 __all__ = [
     "posterior_logits",
+    "posterior_logits_from_norms",
     "posterior_weights",
     "posterior_mean",
     "score",
@@ -46,8 +61,14 @@ __all__ = [
     "posterior_weights_from_bases",
 ]
 
+# Rows whose largest entry lies outside [2^-limit, 2^limit] are rescaled by an exact power of 2 before
+# the projections (float64 squares overflow near 2^512, torch float32 ones near 2^64); other rows are
+# computed exactly as given, so ordinary inputs give the same bits as without the rescaling.
+_EXP_LIMIT_FLOAT64 = 200
+_EXP_LIMIT_FLOAT32 = 24
 
-# --------------------------------------------------------------------------- kernel
+
+# --------------------------------------------------------------------------- validation
 def _unpack_model(model):
     """(bases, log_weights, noise_var) from a MoLRG-like object."""
     try:
@@ -58,29 +79,40 @@ def _unpack_model(model):
     return bases, np.log(np.asarray(weights, dtype=np.float64)), noise_var
 
 
-def _prepare(bases, log_weights, x, scale, sigma):
-    """Concatenate bases, move everything to one backend/dtype, broadcast scale and sigma.
+def _check_bases_arg(bases) -> list:
+    """A sequence of ``(..., n, d_k)`` arrays or tensors (one array is one basis); real and finite."""
+    if is_torch(bases) or (isinstance(bases, np.ndarray) and bases.ndim >= 2):
+        bases = (bases,)
+    if isinstance(bases, (str, bytes)) or not hasattr(bases, "__iter__"):
+        raise TypeError(f"bases must be a sequence of (..., n, d_k) arrays, got {type(bases).__name__}")
+    out = [check_array(f"bases[{k}]", U, min_ndim=2, expected="(..., n, d_k)") for k, U in enumerate(bases)]
+    if not out:
+        raise ValueError("bases must contain at least one basis")
+    n = out[0].shape[-2]
+    for k, U in enumerate(out):
+        if U.shape[-2] != n:
+            raise ValueError(f"bases[{k}] has ambient dimension {U.shape[-2]}, expected n = {n} (that of bases[0])")
+    return out
+
+
+def _prepare(bases, log_weights, x, scale, sigma, noise_var):
+    """Validate, concatenate the bases, move everything to one backend/dtype, broadcast scale and sigma.
 
     Returns (xp, U_cat (..., n, D), dims, logw (K,), x, s, sg, out_dtype) with s, sg shaped
     like ``x.shape[:-1]`` (broadcastable).  numpy inputs are computed in float64.
     """
-    if isinstance(bases, np.ndarray) and bases.ndim >= 2 and not isinstance(bases, (list, tuple)):
-        bases = (bases,)
-    if is_torch(bases):  # a single torch tensor (..., n, d)
-        bases = (bases,)
-    bases = list(bases)
+    bases = _check_bases_arg(bases)
+    n = int(bases[0].shape[-2])
+    x = check_array("x_t", x, min_ndim=1, last=n, expected=f"(..., {n}) (n = {n}, the ambient dimension of the bases)")
     xp = array_namespace(x, *bases)
     dims = tuple(int(U.shape[-1]) for U in bases)
+    batch_shape = tuple(x.shape[:-1])
     if xp is np:
-        x = np.asarray(x)
-        out_dtype = x.dtype if x.dtype.kind == "f" else np.float64
+        out_dtype = x.dtype
         x = x.astype(np.float64, copy=False)
         U = np.concatenate([np.asarray(B, dtype=np.float64) for B in bases], axis=-1)
-        s = np.asarray(scale, dtype=np.float64)
-        sg = np.asarray(sigma, dtype=np.float64)
     else:
-        import torch
-
+        torch = xp
         ref = next(t for t in [x, *bases] if is_torch(t))
         out_dtype = ref.dtype if ref.dtype.is_floating_point else torch.float32
         x = torch.as_tensor(x, dtype=out_dtype, device=ref.device)
@@ -88,26 +120,23 @@ def _prepare(bases, log_weights, x, scale, sigma):
             [torch.as_tensor(np.array(B) if isinstance(B, np.ndarray) else B, dtype=out_dtype, device=ref.device) for B in bases],
             dim=-1,
         )
-        s = torch.as_tensor(scale, dtype=torch.float64, device=ref.device)
-        sg = torch.as_tensor(sigma, dtype=torch.float64, device=ref.device)
-    if x.shape[-1] != U.shape[-2]:
-        raise ValueError(f"x_t has {x.shape[-1]} coordinates but the bases live in R^{U.shape[-2]}")
-    batch_ndim = x.ndim - 1
-    for name, v in (("scale", s), ("sigma", sg)):
-        if v.ndim > batch_ndim:
-            raise ValueError(f"{name} must be a scalar or broadcast over the leading axes of x_t, got shape {tuple(v.shape)}")
-    if not bool((sg > 0).all()) or not bool((s > 0).all()):
-        raise ValueError("scale and sigma must be positive")
-    s = append_dims(s, batch_ndim)
-    sg = append_dims(sg, batch_ndim)
-    logw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    s = check_levels("scale", scale, batch_shape, like=x)
+    sg = check_levels("sigma", sigma, batch_shape, like=x)
+    s = append_dims(s, len(batch_shape))
+    sg = append_dims(sg, len(batch_shape))
+    logw = check_array("log_weights", log_weights, dtype=np.float64, finite=False)
+    logw = logw.reshape(-1) if not is_torch(logw) else logw.detach().cpu().numpy().astype(np.float64).reshape(-1)
     if logw.shape[0] != len(dims):
-        raise ValueError(f"weights must have length K = {len(dims)}, got {logw.shape[0]}")
+        raise ValueError(f"weights must have length K = {len(dims)} (one per basis), got {logw.shape[0]}")
+    if np.any(np.isnan(logw)) or np.any(logw == np.inf):
+        raise ValueError("log_weights must be finite or -inf (log of weights in [0, 1]), got NaN or +inf")
+    check_real("noise_var", noise_var, low=0.0)
     if xp is not np:
-        logw = xp.as_tensor(logw, dtype=torch.float64, device=x.device)
+        logw = xp.as_tensor(logw, dtype=xp.float64, device=x.device)
     return xp, U, dims, logw, x, s, sg, out_dtype
 
 
+# --------------------------------------------------------------------------- kernel
 def _segment_sqnorms(xp, proj, dims):
     """Per-component squared norms of ``proj`` (..., D) split into blocks ``dims`` -> (..., K)."""
     sq = proj * proj
@@ -125,24 +154,71 @@ def _expand_weights(xp, w, dims):
         return w.repeat_interleave(dims[0], dim=-1)
     if xp is np:
         return np.repeat(w, dims, axis=-1)
-    import torch
-
-    return w.repeat_interleave(torch.as_tensor(dims, device=w.device), dim=-1)
+    return w.repeat_interleave(xp.as_tensor(dims, device=w.device), dim=-1)
 
 
-def _logits(xp, proj, dims, logw, s, sg, noise_var):
-    """Posterior logits (..., K) in float64 from the projections ``U^T x`` (..., D)."""
-    sqn = _segment_sqnorms(xp, proj, dims)
-    sqn = sqn.astype(np.float64) if xp is np else sqn.to(xp.float64)
-    var = sg * sg
+def _ldexp(xp, a, e):
+    """``a * 2**e`` exactly (``e`` integer-valued, broadcastable), inf where it overflows."""
+    if xp is np:
+        with np.errstate(over="ignore"):
+            return np.ldexp(a, e)
+    return a * xp.exp2(e.to(a.dtype))
+
+
+def _row_exponents(xp, x):
+    """Per-row power-of-2 exponents ``e`` (shape ``x.shape[:-1] + (1,)``) for an exact rescaling.
+
+    ``e = 0`` for rows whose largest entry is within ``2^-limit .. 2^limit`` (so
+    ordinary inputs are computed exactly as given), else the exponent of the
+    row's max abs entry; all-zero rows get 0.
+    """
+    if xp is np:
+        amax = np.max(np.abs(x), axis=-1, keepdims=True)
+        e = np.frexp(amax)[1]
+        return np.where(np.abs(e) > _EXP_LIMIT_FLOAT64, e, 0)
+    with xp.no_grad():
+        amax = x.detach().abs().amax(-1, keepdim=True)
+        e = xp.frexp(amax)[1]
+        limit = _EXP_LIMIT_FLOAT64 if x.dtype == xp.float64 else _EXP_LIMIT_FLOAT32
+        return xp.where(e.abs() > limit, e, xp.zeros_like(e))
+
+
+def _logit_terms(xp, dims, logw, s, sg, noise_var, like):
+    """The parts of the A3 logit ``logw_k + q_k gain / (2 s^2) - half_logdet_k``: (gain, 2 s^2, half_logdet)."""
+    var = (sg * sg)[..., None]
     s2 = (s * s)[..., None]
-    var = var[..., None]
-    d = np.asarray(dims, dtype=np.float64) if xp is np else xp.as_tensor(dims, dtype=xp.float64, device=sqn.device)
+    d = np.asarray(dims, dtype=np.float64) if xp is np else xp.as_tensor(dims, dtype=xp.float64, device=like.device)
     lam_par, lam_perp = 1.0 + noise_var, noise_var
     # 1/(lam_perp+v) - 1/(lam_par+v) = (lam_par - lam_perp) / ((lam_perp+v)(lam_par+v)), no cancellation
     gain = 1.0 / ((lam_perp + var) * (lam_par + var))
     logdet_ratio = xp.log1p(1.0 / (lam_perp + var))  # log((lam_par+v)/(lam_perp+v)), lam_par - lam_perp = 1
-    return logw + sqn * gain / (2.0 * s2) - 0.5 * d * logdet_ratio
+    return gain, 2.0 * s2, 0.5 * d * logdet_ratio
+
+
+def _logits_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var):
+    """Logits (..., K), float64, from squared norms ``sqn_y`` of rows rescaled by ``2^-e``.
+
+    ``q = sqn_y 4^e``; where the quadratic term overflows the logit is +inf
+    (callers needing weights use :func:`_weights_scaled`).
+    """
+    gain, two_s2, half_logdet = _logit_terms(xp, dims, logw, s, sg, noise_var, sqn_y)
+    quad = _ldexp(xp, sqn_y * gain / two_s2, 2 * e)
+    return logw + quad - half_logdet, (gain, two_s2, half_logdet)
+
+
+def _weights_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var):
+    """Posterior weights (..., K) and logits; rows with overflowing logits use relative logits.
+
+    Subtracting the winning component's quadratic term from every logit leaves
+    the softmax unchanged: ``rest_k - 4^e coef (sqn_y_max - sqn_y_k)``, finite or -inf.
+    """
+    logits, (gain, two_s2, half_logdet) = _logits_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var)
+    bad = ~xp.isfinite(logits).all(-1)
+    if bool(bad.any()):
+        top = sqn_y.max(-1, keepdims=True) if xp is np else sqn_y.amax(-1, keepdim=True)
+        rel = logw - _ldexp(xp, (top - sqn_y) * gain / two_s2, 2 * e) - half_logdet
+        logits = xp.where(bad[..., None], rel, logits)
+    return _softmax(xp, logits), logits
 
 
 def _softmax(xp, logits):
@@ -152,12 +228,16 @@ def _softmax(xp, logits):
 
 
 def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
-    xp, U, dims, logw, x, s, sg, out_dtype = _prepare(bases, log_weights, x, scale, sigma)
-    proj = x @ U  # rows of U^T x, (..., M, D): a batch of bases (..., n, D) pairs with x (..., M, n)
-    logits = _logits(xp, proj, dims, logw, s, sg, noise_var)
+    xp, U, dims, logw, x, s, sg, out_dtype = _prepare(bases, log_weights, x, scale, sigma, noise_var)
+    e = _row_exponents(xp, x)  # (..., 1); y = x 2^-e is exact, and everything below is linear in y given w
+    y = _ldexp(xp, x, -e)
+    proj = y @ U  # rows of U^T y, (..., M, D): a batch of bases (..., n, D) pairs with y (..., M, n)
+    sqn = _segment_sqnorms(xp, proj, dims)
+    sqn = sqn.astype(np.float64) if xp is np else sqn.to(xp.float64)
+    e64 = e if xp is np else e.to(xp.float64)
     if want == "logits":
-        return _cast(xp, logits, out_dtype)
-    w = _softmax(xp, logits)
+        return _cast(xp, _logits_scaled(xp, sqn, e64, dims, logw, s, sg, noise_var)[0], out_dtype)
+    w, _ = _weights_scaled(xp, sqn, e64, dims, logw, s, sg, noise_var)
     if want == "weights":
         return _cast(xp, w, out_dtype)
     # Both outputs are  factor * [ (g_par - g_perp) sum_k w_k P_k x + g_perp x ]  with
@@ -173,7 +253,16 @@ def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
         raise ValueError(f"unknown quantity {want!r}")
     coef_proj = _cast(xp, _expand_weights(xp, w, dims) * (g_par - g_perp), out_dtype)
     rec = (proj * coef_proj) @ _mT(xp, U)
-    return _cast(xp, (rec + _cast(xp, g_perp, out_dtype) * x) * _cast(xp, factor, out_dtype), out_dtype)
+    out = (rec + _cast(xp, g_perp, out_dtype) * y) * _cast(xp, factor, out_dtype)
+    out = _ldexp(xp, out, e if xp is np else e.to(out.dtype))
+    out = _cast(xp, out, out_dtype)
+    if not bool(xp.isfinite(out).all()):
+        warnings.warn(
+            f"the posterior {want} overflows {out_dtype}: its true value is beyond the floating range",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 def _mT(xp, U):
@@ -186,6 +275,64 @@ def _cast(xp, a, dtype):
     return a.to(dtype)
 
 
+# --------------------------------------------------------------------------- logits from norms
+def posterior_logits_from_norms(sq_norms, dims, log_weights, scale, sigma, noise_var: float = 0.0):
+    r"""The SPEC A3 logits from per-component squared norms ``||U_k^T x_t||^2`` (numpy or torch).
+
+    .. math::
+
+        \ell_k = \log\pi_k + \frac{q_k}{2 s^2}\Big(\frac{1}{\lambda_\perp+\sigma^2}
+                 - \frac{1}{\lambda_\parallel+\sigma^2}\Big)
+                 - \frac{d_k}{2}\log\frac{\lambda_\parallel+\sigma^2}{\lambda_\perp+\sigma^2},
+        \qquad q_k = \|U_k^T x_t\|^2
+
+    (paper Lemma 1 / Prop. 1; ``lambda_par = 1 + delta^2``, ``lambda_perp = delta^2``).
+    The one implementation of the formula: :func:`posterior_logits` and the
+    softmax weights call it, and so can a denoiser that replaces ``q_k`` by
+    something else, e.g. the hardmax DAE of SPEC A4 (eqs. 16-17) with its
+    expectation given the clean sample, ``q_k = s^2 (||U_k^T x_0||^2 + sigma^2 d_k)``.
+
+    Parameters
+    ----------
+    sq_norms : array or tensor ``(..., K)``
+        The squared norms ``q_k`` (non-negative).
+    dims : sequence of K ints
+        Component dimensions ``d_k``.
+    log_weights : array ``(K,)``
+        ``log pi_k``.
+    scale, sigma : float or array
+        ``s_t > 0`` and ``sigma_t > 0``, broadcasting over the leading axes of ``sq_norms``.
+    noise_var : float, default 0
+        ``delta^2``.
+
+    Returns
+    -------
+    float64 array or tensor ``(..., K)`` (the backend and device of ``sq_norms``).
+
+    Examples
+    --------
+    >>> posterior_logits_from_norms(np.array([4.0, 0.0]), [2, 2], np.log([0.5, 0.5]), 1.0, 1.0).round(4)
+    array([-0.3863, -1.3863])
+    """
+    sq = check_array("sq_norms", sq_norms, min_ndim=1)
+    dims = check_dims("dims", dims)
+    if sq.shape[-1] != len(dims):
+        raise ValueError(f"sq_norms must have shape (..., K) with K = len(dims) = {len(dims)}, got shape {tuple(sq.shape)}")
+    xp = array_namespace(sq)
+    sq = sq.astype(np.float64, copy=False) if xp is np else sq.to(xp.float64)
+    batch_shape = tuple(sq.shape[:-1])
+    s = append_dims(check_levels("scale", scale, batch_shape, like=sq), len(batch_shape))
+    sg = append_dims(check_levels("sigma", sigma, batch_shape, like=sq), len(batch_shape))
+    logw = check_array("log_weights", log_weights, dtype=np.float64, finite=False).reshape(-1)
+    if logw.shape[0] != len(dims):
+        raise ValueError(f"log_weights must have length K = {len(dims)}, got {logw.shape[0]}")
+    noise_var = check_real("noise_var", noise_var, low=0.0)
+    if xp is not np:
+        logw = xp.as_tensor(logw, dtype=xp.float64, device=sq.device)
+    zero = np.zeros(batch_shape + (1,), dtype=int) if xp is np else xp.zeros(batch_shape + (1,), dtype=xp.float64, device=sq.device)
+    return _logits_scaled(xp, sq, zero, dims, logw, s, sg, noise_var)[0]
+
+
 # --------------------------------------------------------------------------- public, from bases
 def posterior_weights_from_bases(bases: Sequence[Any], log_weights, x_t, scale, sigma, noise_var: float = 0.0):
     """Posterior component weights ``w_k(x_t)`` for explicit bases, shape ``x_t.shape[:-1] + (K,)``.
@@ -194,6 +341,7 @@ def posterior_weights_from_bases(bases: Sequence[Any], log_weights, x_t, scale, 
     as a matrix of rows, ``x_t @ U``: ``x_t`` of shape ``(M, n)`` or ``(n,)`` with unbatched
     bases, or ``(B, M, n)`` with bases ``(B, n, d_k)`` (one set of bases per problem, the
     layout of batched training). ``log_weights``: ``log pi_k``, shape ``(K,)``.
+    ``noise_var``: ``delta^2 >= 0``.  Validation as :func:`posterior_mean`.
     """
     return _posterior(bases, log_weights, x_t, scale, sigma, noise_var, "weights")
 
@@ -242,7 +390,25 @@ def posterior_mean(model, x_t, scale, sigma):
 
     Returns
     -------
-    Same type, shape and floating dtype as ``x_t``.
+    Same type, shape and floating dtype as ``x_t`` (integer input gives float64).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a MoLRG; ``x_t``, ``scale`` or ``sigma`` hold strings,
+        complex numbers or objects.
+    ValueError
+        ``x_t`` is not of shape ``(..., n)`` or holds NaN/inf; ``scale`` or
+        ``sigma`` is not positive and finite, or its shape does not match the
+        leading axes of ``x_t``.
+
+    Examples
+    --------
+    >>> from molrg import MoLRG
+    >>> m = MoLRG.random(4, [1, 1], random_state=0)
+    >>> x = 1e200 * m.bases[0][:, 0]          # huge but finite: the exact answer is finite
+    >>> bool(np.allclose(posterior_mean(m, x, 1.0, 1.0), 0.5 * x))
+    True
     """
     bases, logw, nv = _unpack_model(model)
     return _posterior(bases, logw, x_t, scale, sigma, nv, "mean")
