@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .posterior import posterior_logits_from_norms
 from .posterior import posterior_mean_from_bases
 from .utils import check_choice, check_dims, orthonormalize
 
@@ -144,6 +145,18 @@ class BasesDAE(torch.nn.Module):
         out = tuple(b.detach().cpu().numpy().copy() for b in self.bases())
         return out if self.batched else tuple(b[0] for b in out)
 
+    def segment_sums(self, a):
+        """Sum ``a`` ``(..., D)`` over each component's columns: ``(..., K)``."""
+        if len(set(self.dims)) == 1:
+            return a.reshape(a.shape[:-1] + (len(self.dims), self.dims[0])).sum(-1)
+        return torch.stack([a[..., p:q].sum(-1) for p, q in zip(self.cuts[:-1], self.cuts[1:])], -1)
+
+    def expand(self, w):
+        """Repeat per-component values ``w`` ``(..., K)`` over each component's columns: ``(..., D)``."""
+        if len(set(self.dims)) == 1:
+            return w.repeat_interleave(self.dims[0], dim=-1)
+        return w.repeat_interleave(torch.as_tensor(self.dims, device=w.device), dim=-1)
+
     # ------------------------------------------------------------------ retraction
     @torch.no_grad()
     def retract_(self, method: str = "polar", passes: int = 2):
@@ -239,6 +252,16 @@ class SoftmaxDAE(BasesDAE):
 
     name = "softmax"
 
+    def weights_from_projections(self, Z, sigma):
+        """Posterior weights ``w_k`` ``(B, M, K)`` (float64) from ``Z = U^T x_t / s_t`` ``(B, M, D)``.
+
+        The softmax of the SPEC A3 logits (computed by :mod:`molrg.posterior`,
+        log-sum-exp in float64); ``sigma`` broadcasts over ``(B, M)``.  Used by
+        the SGD kernel, which has ``Z`` already.
+        """
+        logits = posterior_logits_from_norms(self.segment_sums(Z * Z), self.dims, self.log_weights, 1.0, sigma)
+        return torch.softmax(logits, dim=-1)
+
     def forward(self, x_t, scale, sigma, x0=None):
         x, s, sg, squeeze = self._prep(x_t, scale, sigma)
         s2 = s.reshape(s.shape[:-1]) if s.ndim else s
@@ -271,24 +294,26 @@ class HardmaxDAE(BasesDAE):
             if squeeze:
                 x0 = x0[None]
             proj = x0 @ self.U
-            sq = proj * proj
-            K = len(self.dims)
-            if len(set(self.dims)) == 1:
-                sqn = sq.reshape(sq.shape[:-1] + (K, self.dims[0])).sum(-1)
+            if len(set(self.dims)) == 1 and self.uniform_weights:
+                score = self.segment_sums(proj * proj)  # argmax_k ||U_k^T x0||
             else:
-                sqn = torch.stack([sq[..., a:b].sum(-1) for a, b in zip(self.cuts[:-1], self.cuts[1:])], -1)
-            if not (len(set(self.dims)) == 1 and self.uniform_weights):
                 if sigma is None:
                     raise ValueError("sigma is needed for the hardmax assignment with unequal dims or weights")
                 v = torch.as_tensor(sigma, dtype=torch.float64, device=x0.device)
                 if squeeze and v.ndim >= 1:
                     v = v[None]
-                v = (v * v).reshape(v.shape + (1,) * (sqn.ndim - v.ndim))
+                v = torch.broadcast_to(v, proj.shape[:-1])
                 d = torch.as_tensor(self.dims, dtype=torch.float64, device=x0.device)
-                lw = torch.as_tensor(self.log_weights, dtype=torch.float64, device=x0.device)
-                sqn = lw + (sqn.double() + v * d) / (2 * v * (1 + v)) - 0.5 * d * torch.log1p(1 / v)
-            j = sqn.argmax(-1)
+                # SPEC A3 logits of x_t / s_t with ||U_k^T x_t||^2 / s_t^2 replaced by its expectation
+                q = self.segment_sums(proj * proj).double() + (v * v)[..., None] * d
+                score = posterior_logits_from_norms(q, self.dims, self.log_weights, 1.0, v)
+            j = score.argmax(-1)
             return j[0] if squeeze else j
+
+    def column_mask(self, x0, sigma=None):
+        """0/1 columns ``(..., D)`` of the selected component of each sample (the one hardmax mask)."""
+        j = self.assignments(x0, sigma=sigma)
+        return self.expand(torch.nn.functional.one_hot(j, len(self.dims)).to(self.U.dtype))
 
     def forward(self, x_t, scale, sigma, x0=None):
         if x0 is None:
@@ -300,13 +325,7 @@ class HardmaxDAE(BasesDAE):
         if x0.shape[-1] != x.shape[-1]:
             raise ValueError(f"x0 must have shape {tuple(x.shape)}, got {tuple(x0.shape)}")
         sig_full = torch.broadcast_to(sg, x.shape[:-1] + (1,))[..., 0] if sg.ndim else sg
-        j = self.assignments(x0, sigma=sig_full)
-        onehot = torch.nn.functional.one_hot(j, len(self.dims)).to(self.U.dtype)
-        if len(set(self.dims)) == 1:
-            cols = onehot.repeat_interleave(self.dims[0], dim=-1)
-        else:
-            cols = onehot.repeat_interleave(torch.as_tensor(self.dims, device=onehot.device), dim=-1)
-        out = self._project_block(x, cols) * (1.0 / ((1.0 + sg * sg) * s))
+        out = self._project_block(x, self.column_mask(x0, sigma=sig_full)) * (1.0 / ((1.0 + sg * sg) * s))
         return out[0] if squeeze else out
 
 

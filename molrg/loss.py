@@ -295,16 +295,24 @@ def _loss_terms(denoiser, x0, t, eps, schedule, lam_fn):
 
 
 def _loss_and_grad_bases(dae, x0, t, eps, schedule, lam_fn):
-    """Per-problem mean loss ``(B,)`` and its exact gradient ``(B, n, D)`` for single / hardmax DAEs.
+    r"""Per-problem mean loss ``(B,)`` and its exact gradient ``(B, n, D)`` for all three DAEs.
 
-    The hand-written gradient of :func:`_loss_terms` (used by the SGD trainer,
-    checked against autograd in the tests).  With ``y = x0 + sigma eps`` (so
-    that ``c/s * x_t = c y``), ``mu`` the 0/1 column mask of the selected
-    component (all ones for ``single``), ``z = mu * U^T y``,
-    ``r = c U z - x0`` and ``w = mu * U^T r``, one sample contributes
-    ``lambda ||r||^2`` and ``2 lambda c (r z^T + y w^T)`` to the gradient.
-    Private: ``dae`` a :class:`~molrg.denoisers.SingleDAE` or
-    :class:`~molrg.denoisers.HardmaxDAE`, tensors ``(B, m, n)`` / ``(B, m)``.
+    The hand-written gradient of :func:`_loss_terms` (the SGD trainer's kernel,
+    checked against autograd in the tests; no autograd graph is built).  With
+    ``y = x0 + sigma eps`` (so that ``x_t / s = y``), ``z_k = U_k^T y``, the
+    per-sample weights ``w_k`` (one-hot ``mu`` for ``hardmax``, 1 for ``single``,
+    the SPEC A3 softmax of ``gamma ||z_k||^2 + const`` for ``softmax``,
+    ``gamma = 1 / (2 sigma^2 (1 + sigma^2))``), ``r = c sum_k w_k U_k z_k - x0``
+    and ``v_k = U_k^T r``, one sample contributes ``lambda ||r||^2`` to the loss and
+
+    .. math:: \nabla_{U_k} = 2\lambda c\, w_k (r z_k^T + y v_k^T)
+              + 2\gamma\, w_k (a_k - \textstyle\sum_j w_j a_j)\, y z_k^T,
+              \qquad a_k = 2\lambda c\, v_k^T z_k,
+
+    to the gradient (the second term, through the weights, only for ``softmax``;
+    no gradient flows through the hardmax argmax).  Five batched products of
+    ``(B, m, n)`` by ``(B, n, D)`` per call.  Private: ``dae`` a module of
+    :mod:`molrg.denoisers`, tensors ``(B, m, n)`` / ``(B, m)`` of its dtype.
     """
     U = dae.U.detach()
     Ut = U.transpose(-1, -2)
@@ -313,23 +321,50 @@ def _loss_and_grad_bases(dae, x0, t, eps, schedule, lam_fn):
     lam = lam_fn(t) * torch.ones_like(t)
     y = torch.addcmul(x0, sg[..., None], eps)  # x0 + sigma eps
     Z = y @ U
-    cols = None
-    if dae.name == "hardmax":
-        j = dae.assignments(x0, sigma=sg)
-        onehot = torch.nn.functional.one_hot(j, len(dae.dims)).to(U.dtype)
-        if len(set(dae.dims)) == 1:
-            cols = onehot.repeat_interleave(dae.dims[0], dim=-1)
-        else:
-            cols = onehot.repeat_interleave(torch.as_tensor(dae.dims, device=U.device), dim=-1)
-        Z = Z * cols
-    r = torch.baddbmm(x0, c[..., None] * Z, Ut, beta=-1.0)  # c U z - x0
-    W = r @ U
-    if cols is not None:
-        W = W * cols
     m = x0.shape[-2]
-    alpha = (2.0 / m) * (lam * c)[..., None]  # small (B, m, 1): scale the (B, m, D) factors, not the (B, m, n) ones
-    G = torch.baddbmm(r.transpose(-1, -2) @ (alpha * Z), y.transpose(-1, -2), alpha * W)
+    beta = (2.0 / m) * (lam * c)[..., None]  # (B, m, 1): scale the (B, m, D) factors, not the (B, m, n) ones
+    if dae.name == "softmax":
+        w = dae.weights_from_projections(Z, sg)  # (B, m, K), float64 softmax of the SPEC A3 logits
+        cols = dae.expand(w.to(U.dtype))
+    elif dae.name == "hardmax":
+        cols = dae.column_mask(x0, sigma=sg)
+    else:
+        cols = None
+    Zw = Z if cols is None else Z * cols
+    r = torch.baddbmm(x0, c[..., None] * Zw, Ut, beta=-1.0)  # c sum_k w_k U_k z_k - x0
+    V = r @ U
+    Vw = V if cols is None else V * cols
+    right = beta * Vw
+    if dae.name == "softmax":
+        gamma = 1.0 / (2.0 * sg * sg * (1.0 + sg * sg))
+        a = dae.segment_sums((V * Z).double()) * (2.0 * lam * c)[..., None].double()  # dL/dw_k, (B, m, K)
+        abar = (w * a).sum(-1, keepdim=True)
+        delta = w * (a - abar) * ((2.0 / m) * gamma)[..., None].double()  # dL/dlogit_k * dlogit/d||z_k||^2 / m
+        right = right + dae.expand(delta.to(U.dtype)) * Z
+    G = torch.baddbmm(r.transpose(-1, -2) @ (beta * Zw), y.transpose(-1, -2), right)
     loss = (lam * (r * r).sum(-1)).mean(-1)
+    return loss, G
+
+
+def _expected_loss_and_grad(dae, x0, row_weights, sq_norms, coef):
+    """Loss averaged exactly over ``eps`` and ``t`` (SPEC A5) and its gradient, for single / hardmax DAEs.
+
+    Per sample ``lam ||x||^2 + noise * d - gain * ||mu * U^T x||^2`` (``mu`` the
+    hardmax column mask, all ones for ``single``; equal dims); the per-problem
+    loss is the ``row_weights``-weighted sum over the rows (weights summing to 1:
+    ``1/m`` for a mini-batch, ``mask / N`` for the full training set) and its
+    gradient is ``-2 gain X^T (row_weights * mu * X U)``.  No noise is drawn, so
+    for noiseless data the stochastic gradient vanishes at the true bases (no
+    noise floor).  Private: ``x0`` ``(B, m, n)``, ``row_weights`` and
+    ``sq_norms`` ``(B, m)``, ``coef`` a :class:`LossCoefficients`.
+    """
+    U = dae.U.detach()
+    Z = x0 @ U
+    if dae.name == "hardmax":
+        Z = Z * dae.column_mask(x0)
+    terms = coef.lam * sq_norms + coef.noise * dae.dims[0] - coef.gain * (Z * Z).sum(-1)
+    loss = (row_weights * terms).sum(-1)
+    G = x0.transpose(-1, -2) @ (Z * (-2.0 * coef.gain * row_weights)[..., None])
     return loss, G
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +34,9 @@ import numpy as np
 import torch
 
 from .denoisers import PARAMETERIZATIONS, make_denoiser
-from .loss import _loss_and_grad_bases, _loss_terms, _times_from_uniform, closed_form_loss, get_weighting, loss_coefficients, time_range
+from .loss import _expected_loss_and_grad, _loss_and_grad_bases, _times_from_uniform, closed_form_loss, get_weighting, loss_coefficients, time_range
 from .schedules import get_schedule
-from .utils import check_choice, check_dims, check_int, check_real, orthonormalize, problem_generators, random_orthonormal
+from .utils import check_batch, check_choice, check_dims, check_int, check_real, orthonormalize, problem_generators, random_orthonormal
 
 __all__ = ["train_dae", "DAEResult", "problem_generators", "INITS", "LR_SCHEDULES"]
 
@@ -45,7 +46,7 @@ LR_SCHEDULES = ("cosine", "constant", "step")
 _BUFFER_BYTES = 64 * 2**20  # noise drawn ahead, per chunk of steps
 
 
-@dataclass
+@dataclass(frozen=True)
 class DAEResult:
     """Output of :func:`train_dae`.
 
@@ -53,15 +54,19 @@ class DAEResult:
     ----------
     bases : tuple of K arrays ``(B, n, d_k)`` (``(n, d_k)`` for one unbatched problem)
         Learned orthonormal bases (float64, polar-orthonormalized at the end).
+    initial_bases : tuple of K arrays, same shapes
+        The start (``init``) the training began from: what the bases would be
+        with training switched off (the "start only" panels of the experiments).
     loss_history : array ``(R, B)`` (``(R,)`` unbatched)
-        Mini-batch Monte-Carlo loss averaged over windows of ``history_every`` steps.
+        Mini-batch loss averaged over windows of ``history_every`` steps (in the
+        final exact phase: the exact loss of SPEC A5).
     history_steps : array ``(R,)``
-        Last step (1-based) of each window.
-    closed_form_loss : array ``(B,)`` or float
+        Last step (1-based, over both phases) of each window.
+    closed_form_loss : array ``(B,)`` or float or None
         SPEC A5 closed form at the learned bases (for ``softmax``: the hardmax
-        closed form, the paper's approximation of it, exact for K = 1).
-    wall_time : float
-        Seconds spent in :func:`train_dae` (initialization included).
+        closed form, the paper's approximation of it, exact for K = 1; None for unequal dims).
+    runtime_s : float
+        Wall-clock seconds spent in :func:`train_dae` (initialization included).
     used_truth : bool
         True when ``init="near_truth"``: the start used the true bases, report separately.
     parameterization, init : str
@@ -71,15 +76,22 @@ class DAEResult:
     """
 
     bases: tuple
+    initial_bases: tuple
     loss_history: np.ndarray
     history_steps: np.ndarray
     closed_form_loss: Any
-    wall_time: float
+    runtime_s: float
     used_truth: bool
     parameterization: str
     init: str
     dims: tuple
     config: dict = field(default_factory=dict)
+
+    @property
+    def wall_time(self) -> float:
+        """Deprecated alias of :attr:`runtime_s` (docs/glossary.rst)."""
+        warnings.warn("DAEResult.wall_time is deprecated; use runtime_s", FutureWarning, stacklevel=2)
+        return self.runtime_s
 
     def bases_of(self, b: int) -> list:
         """The K bases ``(n, d_k)`` of problem ``b``."""
@@ -89,35 +101,21 @@ class DAEResult:
             return list(self.bases)
         return [U[b] for U in self.bases]
 
+    def to_frame(self):
+        """The loss history as a tidy table: columns ``problem``, ``step``, ``loss``."""
+        import pandas as pd
+
+        h = self.loss_history if self.loss_history.ndim == 2 else self.loss_history[:, None]
+        R, B = h.shape
+        return pd.DataFrame({
+            "problem": np.tile(np.arange(B), R),
+            "step": np.repeat(np.asarray(self.history_steps), B),
+            "loss": h.reshape(-1),
+        })
+
 
 # --------------------------------------------------------------------------- random streams
-# --------------------------------------------------------------------------- validation helpers
-def _check_X(X, mask):
-    X = np.asarray(X)
-    if X.dtype.kind not in "fiu":
-        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
-    batched = X.ndim == 3
-    if X.ndim == 2:
-        X = X[None]
-    if X.ndim != 3 or X.shape[1] < 1 or X.shape[2] < 1:
-        raise ValueError(f"X must have shape (N, n) or (B, N, n) with N, n >= 1, got {np.shape(X)}")
-    if mask is None:
-        mask = np.ones(X.shape[:2], dtype=bool)
-    else:
-        mask = np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}")
-        if not batched and mask.ndim == 1:
-            mask = mask[None]
-        if mask.shape != X.shape[:2]:
-            raise ValueError(f"mask must have shape {X.shape[:2] if batched else X.shape[1:2]} (rows of X), got {mask.shape}")
-        if not mask.any(-1).all():
-            raise ValueError("mask must keep at least one row (N >= 1) in every problem")
-    if not np.all(np.isfinite(X[mask])):
-        raise ValueError("X contains NaN or inf")
-    return X, mask, batched
-
-
+# --------------------------------------------------------------------------- helpers
 def _initial_bases(init, X, mask, dims, rngs, true_bases, perturbation, spectral_q):
     """Initial stacked bases ``(B, n, D)`` in float64 (numpy); private, validated arguments."""
     B, _, n = X.shape
@@ -166,14 +164,32 @@ def _check_truth(true_bases, dims, B, n):
     return out
 
 
-def _lr_factor(lr_schedule, k, steps):
+def _lr_factor(lr_schedule, k, steps, final_ratio):
     """Multiplier of ``lr`` at step ``k`` (0-based)."""
     if lr_schedule == "constant":
         return 1.0
-    if lr_schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * k / steps))
+    if lr_schedule == "cosine":  # from 1 down to final_ratio (0: to zero)
+        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * k / steps))
     # "step": divide by 10 at 50% and again at 75% of the run
     return 0.1 ** ((k >= steps // 2) + (k >= (3 * steps) // 4))
+
+
+def _torch_dtype(dtype, X):
+    """The training dtype: ``dtype`` when given, else that of the input ``X`` (integers: float64)."""
+    if dtype is None:
+        if isinstance(X, torch.Tensor):
+            return X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float64
+        return torch.float32 if np.asarray(X).dtype == np.float32 else torch.float64
+    if isinstance(dtype, torch.dtype):
+        out = dtype
+    else:
+        try:
+            out = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}.get(np.dtype(dtype))
+        except TypeError:
+            out = None
+    if out not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be float32 or float64 (torch, numpy or a name), got {dtype!r}")
+    return out
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -193,30 +209,35 @@ def train_dae(
     batch_size: int = 32,
     lr: float = 0.2,
     lr_schedule: str = "cosine",
+    lr_final: float = 0.0,
+    exact_steps: int = 0,
+    exact_lr: float = 1.0,
+    average: float = 0.0,
     mask=None,
     retraction: str = "qr",
     closed_form: bool = False,
     spectral_q=None,
     history_every: int | None = None,
-    dtype=torch.float32,
-    device="cpu",
+    dtype=None,
+    device=None,
     random_state=None,
 ) -> DAEResult:
     r"""Train single / softmax / hardmax DAEs by SGD on the denoising loss (SPEC A5, A7; Algorithm 1).
 
     Parameters
     ----------
-    X : array ``(N, n)`` or ``(B, N, n)``
+    X : array or tensor ``(N, n)`` or ``(B, N, n)``
         Training samples (rows) of one problem, or of ``B`` independent problems
         trained together.  Problems with fewer samples are padded and masked.
     dims : int or sequence of int
         Component dimensions ``(d_1, ..., d_K)``, each in ``[1, n]``.
     parameterization : {"single", "softmax", "hardmax"}, default "hardmax"
-        SPEC A4 (``single`` needs K = 1).
+        SPEC A4 (``single`` needs K = 1; ``softmax`` is eq. 9, the model the
+        paper trains in its figures 4c and 8).
     init : {"random", "spectral", "near_truth"}, default "random"
         Haar-random bases; the spectral start of K-subspaces
         (:func:`molrg.solvers.spectral_init`, shared, on each problem's valid
-        rows); or the paper's start near the truth
+        rows); or the paper's start near the truth (its eq. 48)
         ``U_k^0 = polar(U_k^* + perturbation * G_k)``, ``G_k`` with i.i.d.
         ``N(0, 1/n)`` entries (so each column moves by about ``perturbation``),
         flagged by ``used_truth`` in the result.
@@ -237,6 +258,8 @@ def train_dae(
         on K = 1, d = 4, N = 8, n = 48: median subspace error 0.01 against 0.2 with
         ``"uniform"`` at the same number of steps).
     steps : int, default 1500
+        SGD steps (>= 0; 0 trains nothing: the result is the start, plus the
+        exact phase if ``exact_steps > 0``).
     batch_size : int, default 32
         Samples per problem per step, drawn with replacement among the
         problem's valid rows (so every problem's step is an unbiased estimate
@@ -246,8 +269,27 @@ def train_dae(
         (2 c_t - c_t^2)]`` (SPEC A5): the expected step on the single model is
         ``U <- U + lr * 2 (X^T X / N) U``, whatever the schedule and weighting.
     lr_schedule : {"cosine", "constant", "step"}, default "cosine"
-        Cosine decay to 0, constant, or /10 at 50% and 75% of the steps.  A
-        constant rate leaves a noise floor (SPEC A7).
+        Cosine decay from ``lr`` to ``lr_final``, constant, or /10 at 50% and
+        75% of the steps.  A constant rate leaves a noise floor (SPEC A7).
+    lr_final : float, default 0.0
+        Final rate of the cosine schedule, in ``[0, lr]``.
+    exact_steps : int, default 0
+        A final phase after the SGD steps: ``exact_steps`` full-batch gradient
+        steps on the EXACT loss, its expectation over ``eps`` and ``t`` in closed
+        form (SPEC A5; Theorems 1 and 3), ``U_k <- retract(U_k + exact_lr * 2
+        (X_k^T X_k / N) U_k)`` with ``X_k`` the samples assigned to component k.
+        For ``softmax`` this is the hardmax loss, the paper's approximation of
+        the softmax one (eqs. 16-17), exact for K = 1.  Its gradient has no
+        Monte-Carlo noise, so it removes SGD's noise floor (issue 13: from a
+        good start, the median subspace error falls from ~1e-2 to float
+        precision); it needs equal dims and uniform weights.
+    exact_lr : float, default 1.0
+        Step of the exact phase (same units as ``lr``).  The update is a shifted
+        power iteration, ``orth((I + 2 exact_lr C_k) U_k)``, stable for any value.
+    average : float, default 0.0
+        Iterate averaging: the fraction (in ``[0, 1]``) of the last SGD steps
+        whose projectors ``U_k U_k^T`` are averaged; the bases are then the top
+        ``d_k`` eigenvectors of the averages (before the exact phase).
     mask : bool array ``(B, N)`` (or ``(N,)``), optional
         Valid rows of each problem; every problem needs at least one.
     retraction : {"qr", "polar"}, default "qr"
@@ -263,9 +305,11 @@ def train_dae(
     spectral_q : None, int or sequence of int, optional
         ``q`` of :func:`molrg.solvers.spectral_init` (validated there).
     history_every : int, optional
-        Window of the thinned loss history; default ``max(1, steps // 100)``.
-    dtype : torch.float32 or torch.float64, default float32
-    device : str or torch.device, default "cpu"
+        Window of the thinned loss history; default ``max(1, (steps + exact_steps) // 100)``.
+    dtype : torch / numpy dtype or name, optional
+        float32 or float64; default: the dtype of ``X`` (integers: float64).
+    device : str or torch.device, optional
+        Default: the device of ``X`` (a tensor), else the CPU.
     random_state : None, int, Generator, or a sequence of B of them
         See *Random streams*.
 
@@ -297,7 +341,11 @@ def train_dae(
     """
     t_start = time.perf_counter()
     # ------------------------------------------------------------ validation
-    X, mask, batched = _check_X(X, mask)
+    dtype = _torch_dtype(dtype, X)
+    if device is None:
+        device = X.device if isinstance(X, torch.Tensor) else "cpu"
+    X, mask, batched = check_batch(X, mask)
+    X = np.where(mask[..., None], X, 0.0).astype(np.float64, copy=False)  # padded rows may hold anything
     B, N, n = X.shape
     dims = check_dims("dims", dims, n)
     if not isinstance(parameterization, str) or parameterization not in PARAMETERIZATIONS:
@@ -314,17 +362,20 @@ def train_dae(
     if T is not None:
         T = check_int("T", T, low=1)
     lam_fn = get_weighting(weighting, schedule)
-    steps = check_int("steps", steps, low=1)
+    steps = check_int("steps", steps, low=0)
+    exact_steps = check_int("exact_steps", exact_steps, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
     lr = check_real("lr", lr, low=0.0, low_open=True)
+    lr_final = check_real("lr_final", lr_final, low=0.0, high=lr)
+    exact_lr = check_real("exact_lr", exact_lr, low=0.0, low_open=True)
+    average = check_real("average", average, low=0.0, high=1.0)
     perturbation = check_real("perturbation", perturbation, low=0.0)
-    history_every = max(1, steps // 100) if history_every is None else check_int("history_every", history_every, low=1)
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    total = steps + exact_steps
+    history_every = max(1, total // 100) if history_every is None else check_int("history_every", history_every, low=1)
     if closed_form and parameterization == "softmax":
         raise ValueError("closed_form=True needs parameterization 'single' or 'hardmax' (no closed form for softmax)")
-    if closed_form and len(set(dims)) != 1:
-        raise ValueError(f"closed_form=True needs equal dims, got dims={dims}")
+    if (closed_form or exact_steps) and len(set(dims)) != 1:
+        raise ValueError(f"closed_form=True and exact_steps > 0 need equal dims, got dims={dims}")
     device = torch.device(device)
     coef = loss_coefficients(schedule, t_range=(lo, hi), T=T, weighting=weighting)
     rngs = problem_generators(random_state, B)
@@ -333,6 +384,12 @@ def train_dae(
     U0 = _initial_bases(init, X, mask, dims, rngs, true_bases, perturbation, spectral_q)
     dae = make_denoiser(parameterization, torch.as_tensor(U0, dtype=dtype, device=device), dims, dtype=dtype, device=device)
     gens = [torch.Generator(device=device).manual_seed(int(r.integers(0, 2**63 - 1))) for r in rngs]
+    # the closed-form kernels act through the hardmax (single for K = 1) model, on the same parameter
+    if closed_form or exact_steps:
+        exact_model = dae if parameterization != "softmax" else make_denoiser("single" if len(dims) == 1 else "hardmax", dae.U.detach(), dims)
+        exact_model.U.data = dae.U.data
+        if exact_model.name == "hardmax" and not exact_model.uniform_weights:  # pragma: no cover - weights are uniform here
+            raise ValueError("the exact phase needs uniform weights")
 
     Xt = torch.as_tensor(X, dtype=dtype, device=device)
     mask_t = torch.as_tensor(mask, device=device)
@@ -342,16 +399,30 @@ def train_dae(
     sq_norms = (Xt * Xt).sum(-1)  # for the closed-form per-sample loss
 
     itemsize = torch.finfo(dtype).bits // 8
-    chunk = int(max(1, min(64, steps, _BUFFER_BYTES // max(1, B * batch_size * (n + 2) * itemsize))))
+    chunk = int(max(1, min(64, max(steps, 1), _BUFFER_BYTES // max(1, B * batch_size * (n + 2) * itemsize))))
     u_buf = torch.empty((B, chunk, 2, batch_size), dtype=torch.float64, device=device)
     e_buf = None if closed_form else torch.empty((B, chunk, batch_size, n), dtype=dtype, device=device)
     bidx = torch.arange(B, device=device)[:, None]
+    mb_weights = torch.full((B, batch_size), 1.0 / batch_size, dtype=dtype, device=device)
 
-    manual_grad = parameterization in ("single", "hardmax")
     history, hist_steps = [], []
     acc = torch.zeros(B, dtype=torch.float64, device=device)
     acc_n = 0
+
+    def record(k, per_problem):
+        nonlocal acc_n
+        acc.add_(per_problem.detach().to(torch.float64))
+        acc_n += 1
+        if acc_n == history_every or k == total - 1 or k == steps - 1:
+            history.append((acc / acc_n).cpu().numpy())
+            hist_steps.append(k + 1)
+            acc.zero_()
+            acc_n = 0
+
     step_scale = lr / coef.gain
+    final_ratio = lr_final / lr
+    avg_from = steps - int(round(average * steps)) if average > 0 else steps
+    P_sum = None
     for k in range(steps):
         c = k % chunk
         if c == 0:  # draw the next chunk of each problem's random numbers from its own stream
@@ -365,63 +436,81 @@ def train_dae(
         rows = order.gather(1, pos)  # (B, bs)
         x0 = Xt[bidx, rows]  # (B, bs, n)
         if closed_form:
-            j_cols = None
-            proj = x0 @ dae.U
-            if parameterization == "hardmax":
-                j = dae.assignments(x0)
-                onehot = torch.nn.functional.one_hot(j, len(dims)).to(dtype)
-                j_cols = onehot.repeat_interleave(torch.as_tensor(dims, device=device), dim=-1)
-                proj = proj * j_cols
-            terms = coef.lam * sq_norms[bidx, rows] + coef.noise * dims[0] - coef.gain * (proj * proj).sum(-1)
-            per_problem = terms.mean(-1)
-            (grad,) = torch.autograd.grad(per_problem.sum(), dae.U)
-        elif manual_grad:  # single / hardmax: exact hand-written gradient, no autograd graph
-            t = _times_from_uniform(u_t, lo, hi, T).to(dtype)
-            per_problem, grad = _loss_and_grad_bases(dae, x0, t, e_buf[:, c], schedule, lam_fn)
+            per_problem, grad = _expected_loss_and_grad(exact_model, x0, mb_weights, sq_norms[bidx, rows], coef)
         else:
             t = _times_from_uniform(u_t, lo, hi, T).to(dtype)
-            per_problem = _loss_terms(dae, x0, t, e_buf[:, c], schedule, lam_fn).mean(-1)  # (B,)
-            (grad,) = torch.autograd.grad(per_problem.sum(), dae.U)
+            per_problem, grad = _loss_and_grad_bases(dae, x0, t, e_buf[:, c], schedule, lam_fn)
         with torch.no_grad():
-            dae.U.add_(grad, alpha=-step_scale * _lr_factor(lr_schedule, k, steps))
+            dae.U.add_(grad, alpha=-step_scale * _lr_factor(lr_schedule, k, steps, final_ratio))
         dae.retract_(retraction, passes=1)
-        acc += per_problem.detach().to(torch.float64)
-        acc_n += 1
-        if acc_n == history_every or k == steps - 1:
-            history.append((acc / acc_n).cpu().numpy())
-            hist_steps.append(k + 1)
-            acc.zero_()
-            acc_n = 0
+        if k >= avg_from:
+            P = _projectors(dae.U.detach(), dims).to(torch.float64)
+            P_sum = P if P_sum is None else P_sum.add_(P)
+        record(k, per_problem)
+    if P_sum is not None:  # bases of the averaged projectors: top d_k eigenvectors
+        with torch.no_grad():
+            dae.U.copy_(_top_eigenvectors(P_sum, dims).to(dtype))
+
+    # ------------------------------------------------------------ exact phase (no Monte Carlo)
+    if exact_steps:
+        row_w = mask_t.to(dtype) / counts[:, None].to(dtype)
+        exact_scale = exact_lr / coef.gain
+        for k in range(steps, total):
+            per_problem, grad = _expected_loss_and_grad(exact_model, Xt, row_w, sq_norms, coef)
+            with torch.no_grad():
+                dae.U.add_(grad, alpha=-exact_scale)
+            dae.retract_(retraction, passes=1)
+            record(k, per_problem)
 
     # ------------------------------------------------------------ results
-    U_final = orthonormalize_blocks(dae.U.detach().to(torch.float64).cpu().numpy(), dims)
     cuts = np.cumsum((0,) + dims)
-    bases = tuple(U_final[..., cuts[k] : cuts[k + 1]] for k in range(len(dims)))
+
+    def split(U):
+        U = orthonormalize_blocks(U, dims)
+        out = tuple(U[..., cuts[k] : cuts[k + 1]] for k in range(len(dims)))
+        return out if batched else tuple(V[0] for V in out)
+
+    bases = split(dae.U.detach().to(torch.float64).cpu().numpy())
+    initial = split(U0)
     cf = None
     if len(set(dims)) == 1:
-        cf = closed_form_loss(X, list(bases), parameterization="single" if len(dims) == 1 else "hardmax", mask=mask, coefficients=coef)
-    hist = np.stack(history)
+        cf = closed_form_loss(X, [U if batched else U[None] for U in bases], parameterization="single" if len(dims) == 1 else "hardmax",
+                              mask=mask, coefficients=coef)
+    hist = np.stack(history) if history else np.empty((0, B))
     if not batched:
-        bases = tuple(U[0] for U in bases)
         hist = hist[:, 0]
         cf = None if cf is None else float(cf[0])
     config = dict(
         schedule=type(schedule).__name__, t_range=(lo, hi), T=T, weighting=weighting if isinstance(weighting, str) else "callable",
-        steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, retraction=retraction, closed_form=closed_form,
+        steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_final=lr_final, exact_steps=exact_steps,
+        exact_lr=exact_lr, average=average, retraction=retraction, closed_form=closed_form,
         perturbation=perturbation if init == "near_truth" else None, dtype=str(dtype), device=str(device), loss_gain=coef.gain,
     )
     return DAEResult(
         bases=bases,
+        initial_bases=initial,
         loss_history=hist,
-        history_steps=np.asarray(hist_steps),
+        history_steps=np.asarray(hist_steps, dtype=np.int64),
         closed_form_loss=cf,
-        wall_time=time.perf_counter() - t_start,
+        runtime_s=time.perf_counter() - t_start,
         used_truth=init == "near_truth",
         parameterization=parameterization,
         init=init,
         dims=dims,
         config=config,
     )
+
+
+def _projectors(U, dims):
+    """Projectors ``(B, K, n, n)`` of the stacked bases ``(B, n, D)`` (torch)."""
+    cuts = np.cumsum((0,) + tuple(dims))
+    return torch.stack([U[..., a:b] @ U[..., a:b].transpose(-1, -2) for a, b in zip(cuts[:-1], cuts[1:])], 1)
+
+
+def _top_eigenvectors(P, dims):
+    """Stacked bases ``(B, n, D)``: the top ``d_k`` eigenvectors of each ``P[:, k]`` (torch, symmetric)."""
+    _, vecs = torch.linalg.eigh(P)  # ascending
+    return torch.cat([vecs[:, k, :, -d:] for k, d in enumerate(dims)], -1)
 
 
 def orthonormalize_blocks(U, dims):

@@ -125,9 +125,10 @@ def test_bad_input():
         closed_form_loss(X, U, parameterization="single", mask=np.zeros(4, bool))
 
 
-@pytest.mark.parametrize("parameterization, dims", [("single", (3,)), ("hardmax", (2, 2)), ("hardmax", (1, 3))])
+@pytest.mark.parametrize("parameterization, dims", [("single", (3,)), ("hardmax", (2, 2)), ("hardmax", (1, 3)),
+                                                   ("softmax", (2, 2)), ("softmax", (1, 3)), ("softmax", (4,))])
 def test_hand_written_gradient_equals_autograd(parameterization, dims):
-    """The SGD fast path (single / hardmax) returns the autograd gradient of the Monte-Carlo loss."""
+    """The SGD kernel (all three DAEs, softmax through its weights too) returns the autograd gradient of the MC loss."""
     from molrg.loss import _loss_and_grad_bases, _loss_terms, get_weighting
     from molrg.schedules import get_schedule
 
@@ -144,3 +145,29 @@ def test_hand_written_gradient_equals_autograd(parameterization, dims):
     (G_ref,) = torch.autograd.grad(ref.sum(), dae.U)
     assert_allclose(loss.numpy(), ref.detach().numpy(), rtol=1e-12)
     assert_allclose(G.numpy(), G_ref.numpy(), rtol=1e-10, atol=1e-12 * G_ref.abs().max().item())
+
+
+@pytest.mark.parametrize("parameterization, dims", [("single", (3,)), ("hardmax", (2, 2))])
+def test_expected_gradient_equals_autograd_of_the_closed_form(parameterization, dims):
+    """The exact (eps- and t-averaged) kernel of the SGD's closed-form modes: loss = closed_form_loss, gradient = autograd."""
+    from molrg.loss import _expected_loss_and_grad
+
+    rng = np.random.default_rng(40)
+    B, N, n = 3, 11, 9
+    X = _data(B, N, n, dims, 41)
+    mask = rng.random((B, N)) < 0.8
+    mask[:, 0] = True
+    bases = [random_orthonormal(n, d, size=(B,), random_state=rng) for d in dims]
+    dae = make_denoiser(parameterization, bases, dtype=torch.float64)
+    coef = loss_coefficients("vp", weighting="snr")
+    x0 = torch.as_tensor(X * mask[..., None])
+    w = torch.as_tensor(mask / mask.sum(-1, keepdims=True))
+    loss, G = _expected_loss_and_grad(dae, x0, w, (x0 * x0).sum(-1), coef)
+    assert_allclose(loss.numpy(), closed_form_loss(X, bases, parameterization=parameterization, mask=mask, coefficients=coef), rtol=1e-12)
+    U = dae.U.detach().clone().requires_grad_(True)
+    Z = x0 @ U
+    if parameterization == "hardmax":
+        Z = Z * dae.column_mask(x0)
+    ref = (w * (coef.lam * (x0 * x0).sum(-1) + coef.noise * dims[0] - coef.gain * (Z * Z).sum(-1))).sum(-1)
+    (G_ref,) = torch.autograd.grad(ref.sum(), U)
+    assert_allclose(G.numpy(), G_ref.numpy(), rtol=1e-12, atol=1e-14)

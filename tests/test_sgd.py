@@ -148,7 +148,7 @@ def test_bad_input():
         train_dae(X, (2, 2), parameterization="single")
     with pytest.raises(ValueError, match="true_bases is required"):
         train_dae(X, 2, init="near_truth")
-    with pytest.raises(ValueError, match="X must have shape"):
+    with pytest.raises(ValueError, match="X must have 2 or 3 axes"):
         train_dae(np.zeros(5), 2)
     with pytest.raises(ValueError, match="mask must keep"):
         train_dae(X, 2, mask=np.zeros((2, 6), bool))
