@@ -18,7 +18,10 @@ Cache and resume
     Each finished chunk is written as JSON (rows, task list and a SHA-256
     checksum) to a temporary file, then renamed into place (``os.replace`` is
     atomic), under a folder keyed by the hash of the experiment name, its full
-    configuration and the package version.  A re-run loads finished chunks and
+    configuration, the package version and the code fingerprint
+    (:func:`phase_transition.fingerprint.code_fingerprint`: a hash of the source
+    that computes the rows, plus ``Experiment.version``; figure code is left
+    out, so editing a plot keeps the cache).  A re-run loads finished chunks and
     computes only the others; an interrupted run loses at most the chunks in
     flight.  A file that does not parse, fails its checksum or holds other tasks
     is reported with a warning and recomputed.
@@ -47,6 +50,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .fingerprint import code_fingerprint
 from .registry import Experiment, Task, get_experiment
 
 __all__ = ["run_grid", "plan_grid", "GridPlan", "CacheWarning", "package_version", "trial_seed"]
@@ -156,6 +160,7 @@ def plan_grid(
         "seed": int(seed),
         "quick": bool(quick),
         "version": package_version(),
+        "fingerprint": code_fingerprint(exp),
     }
     if exp.validate is not None:
         exp.validate(config)
@@ -171,7 +176,7 @@ def plan_grid(
             # the seed hashes the grid values as written in the grid (typed coercion changes no seed)
             task = Task(params=values[i], trial=j, seed=trial_seed(seed, point, j))
             groups.setdefault(gkey, []).append((i, task))
-    key = _digest({k: config[k] for k in ("experiment", "grid", "params", "trials", "seed", "version")})[:20]
+    key = _digest({k: config[k] for k in ("experiment", "grid", "params", "trials", "seed", "version", "fingerprint")})[:20]
     return GridPlan(exp, config, points, list(groups.values()), key)
 
 
