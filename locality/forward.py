@@ -11,6 +11,21 @@ which never inverts anything (and stays accurate for ill-conditioned ``P_0``).
 
 Locality is measured by the off-diagonal profile ``m_r(t) = mean_i |P_t[i, i+r]|``
 and the effective radius ``r_eff(t) = max {r : m_r(t) >= eps m_0(t)}`` (paper eq. 4.1).
+
+Banded path (any ``d``, used whenever ``P0`` is a :class:`~locality.banded.BandedMatrix`).
+With ``e = e^{-2t}`` and the banded ``A_t = e I + (1 - e) P_0``,
+
+.. math::  \Sigma_t = P_0^{-1} A_t, \qquad P_t = A_t^{-1} P_0, \qquad
+           \Sigma_t = e \, P_0^{-1} + (1 - e) I,
+
+so the band of ``P_t`` up to half-width ``R`` is the band of the product of the
+band of ``A_t^{-1}`` (half-width ``R + b``, :func:`~locality.banded.band_inverse`)
+with ``P_0`` (no cancellation at small ``t``: ``A_0 = I``), and the band of
+``Sigma_t`` is ``e`` times the band of ``P_0^{-1}`` plus ``(1 - e) I``.  Time
+``O(d (b + R)^2)`` per time, memory ``O(d (b + R))``; the entries are exact up to
+rounding (they are not truncated: only entries outside the requested band are
+left out).  The profile and ``r_eff`` widen ``R`` automatically (doubling) until
+``m_R(t) < eps m_0(t)`` at every time.
 """
 
 from __future__ import annotations
@@ -21,11 +36,13 @@ import numpy as np
 
 from molrg.utils import check_int, check_real
 
+from .banded import BandedMatrix, band_inverse, band_product
 from .precision import check_covariance, check_precision
 
 __all__ = [
     "check_times",
     "ou_covariance",
+    "ou_covariance_band",
     "ou_precision",
     "offdiag_profile",
     "ou_profile",
@@ -79,21 +96,84 @@ def _ou_spectrum(lam: np.ndarray, t: np.ndarray) -> np.ndarray:
     return lam / (e + (1.0 - e) * lam)
 
 
-def ou_precision(P0: Any, t: Any) -> np.ndarray:
-    """Precision ``P_t = Sigma_t^{-1}`` of the OU marginal (SPEC B2, paper Theorem 2.1).
+def _ou_matrices(P0: BandedMatrix, t: np.ndarray) -> BandedMatrix:
+    """``A_t = e I + (1 - e) P_0`` for each time, batched ``(n_t, b + 1, d)`` (kernel: clean input)."""
+    e = np.exp(-2.0 * np.atleast_1d(t))[:, None, None]
+    data = (1.0 - e) * P0.data[None]
+    data[:, 0, :] += e[:, 0]
+    return BandedMatrix(data)
 
-    One eigendecomposition of ``P_0`` serves every time (see the module docstring).
+
+def _ou_precision_band(P0: BandedMatrix, t: np.ndarray, R: int) -> BandedMatrix:
+    """Band of ``P_t`` (half-width ``R``) for each time, batched (kernel: clean input, unbatched ``P0``)."""
+    R = min(R, P0.d - 1)
+    Z = band_inverse(_ou_matrices(P0, t), min(R + P0.half_width, P0.d - 1))
+    return band_product(Z, P0, R)
+
+
+def ou_covariance_band(P0: Any, t: Any, half_width: int) -> BandedMatrix:
+    """Band (half-width ``R``) of ``Sigma_t = e^{-2t} P_0^{-1} + (1 - e^{-2t}) I`` from the precision ``P_0`` (SPEC B2).
+
+    ``Sigma_t`` itself is never formed: the band of ``P_0^{-1}`` comes from
+    :func:`~locality.banded.band_inverse`, ``O(d (b + R)^2)``.
 
     Parameters
     ----------
-    P0 : array of shape (d, d)
-        Symmetric positive definite precision at ``t = 0``.
+    P0 : BandedMatrix or array of shape (d, d)
+        Symmetric positive definite precision at ``t = 0`` (dense input is read
+        as banded with its exact bandwidth).
     t : float or array of shape (n_t,)
         Times ``>= 0``.
+    half_width : int
+        ``R`` in ``[0, d - 1]``.
 
     Returns
     -------
-    ndarray of shape (d, d), or (n_t, d, d) for an array ``t`` (a stack of precisions).
+    BandedMatrix, batched ``(n_t, R + 1, d)`` for an array ``t``.
+    """
+    P0 = _as_banded_precision(P0)
+    t = check_times(t)
+    R = check_int("half_width", half_width, low=0, high=P0.d - 1)
+    Z = band_inverse(P0, R)
+    e = np.exp(-2.0 * np.atleast_1d(t))[:, None, None]
+    data = e * Z.data[None]
+    data[:, 0, :] += 1.0 - e[:, 0]
+    out = BandedMatrix(data)
+    return out[0] if t.ndim == 0 else out
+
+
+def _as_banded_precision(P0: Any) -> BandedMatrix:
+    P0 = check_precision(P0, "P0")
+    if isinstance(P0, BandedMatrix):
+        if P0.batch_shape:
+            raise ValueError(f"P0 must be one matrix, got a batch of shape {P0.batch_shape}")
+        return P0
+    return BandedMatrix.from_dense(P0)
+
+
+def ou_precision(P0: Any, t: Any, *, half_width: int | None = None):
+    """Precision ``P_t = Sigma_t^{-1}`` of the OU marginal (SPEC B2, paper Theorem 2.1).
+
+    Dense ``P0``: one eigendecomposition serves every time (see the module
+    docstring).  Banded ``P0`` (:class:`~locality.banded.BandedMatrix`): the band
+    of ``P_t`` up to ``half_width`` (default: the bandwidth ``b`` of ``P0``),
+    ``O(d (b + R)^2)`` per time, exact up to rounding.
+
+    Parameters
+    ----------
+    P0 : array of shape (d, d) or BandedMatrix
+        Symmetric positive definite precision at ``t = 0``.
+    t : float or array of shape (n_t,)
+        Times ``>= 0``.
+    half_width : int, optional
+        Banded path only (dense ``P0`` with ``half_width`` takes the banded
+        path too): ``R`` in ``[0, d - 1]``.
+
+    Returns
+    -------
+    ndarray of shape (d, d), or (n_t, d, d) for an array ``t`` (a stack of
+    precisions); a BandedMatrix (batched over times for an array ``t``) on the
+    banded path.
 
     Examples
     --------
@@ -103,6 +183,12 @@ def ou_precision(P0: Any, t: Any) -> np.ndarray:
     >>> np.allclose(ou_precision(P0, 50.0), np.eye(2))
     True
     """
+    if isinstance(P0, BandedMatrix) or half_width is not None:
+        P0 = _as_banded_precision(P0)
+        t = check_times(t)
+        R = P0.half_width if half_width is None else check_int("half_width", half_width, low=0, high=P0.d - 1)
+        out = _ou_precision_band(P0, t, R)
+        return out[0] if t.ndim == 0 else out
     P0 = check_precision(P0, "P0")
     t = check_times(t)
     lam, Q = np.linalg.eigh(P0)
@@ -122,15 +208,19 @@ def offdiag_profile(P: Any, max_radius: int | None = None) -> np.ndarray:
 
     Parameters
     ----------
-    P : array of shape (..., d, d)
+    P : array of shape (..., d, d) or BandedMatrix
         A matrix or a stack of matrices.
     max_radius : int, optional
-        ``R`` (default and maximum ``d - 1``).
+        ``R`` (default: ``d - 1``, or the stored half-width of a BandedMatrix;
+        maximum ``d - 1``).
 
     Returns
     -------
     ndarray of shape (..., R + 1)
     """
+    if isinstance(P, BandedMatrix):
+        R = P.half_width if max_radius is None else check_int("max_radius", max_radius, low=0, high=P.d - 1)
+        return P.profile(R)
     P = np.asarray(P, dtype=np.float64)
     if P.ndim < 2 or P.shape[-1] != P.shape[-2]:
         raise ValueError(f"P must be a square matrix or a stack of them, got shape {P.shape}")
@@ -139,19 +229,63 @@ def offdiag_profile(P: Any, max_radius: int | None = None) -> np.ndarray:
     return _profile_dense(P, R)
 
 
+#: relative floor below which the banded profile counts as fallen (``ou_profile`` without ``max_radius``)
+PROFILE_FLOOR = 1e-12
+
+
+def _band_profile_widening(P0: BandedMatrix, t: np.ndarray, stop: float) -> np.ndarray:
+    """Profiles of ``P_t`` (rows: times), the band widened by doubling until ``m_R < stop m_0`` at every time.
+
+    Kernel (clean input).  Entries beyond a time's final half-width are below
+    ``stop m_0`` and reported as 0.
+    """
+    d, b = P0.d, P0.half_width
+    R = min(max(2 * b + 6, 12), d - 1)
+    profiles: list[np.ndarray | None] = [None] * t.size
+    todo = np.arange(t.size)
+    while todo.size:
+        m = _ou_precision_band(P0, t[todo], R).profile(R)  # (n, R + 1)
+        done = (m[:, -1] < stop * m[:, 0]) | (R >= d - 1)
+        for j, i in enumerate(todo):
+            if done[j]:
+                profiles[i] = m[j]
+        todo = todo[~done]
+        R = min(2 * R, d - 1)
+    width = max(p.size for p in profiles)
+    out = np.zeros((t.size, width))
+    for i, p in enumerate(profiles):
+        out[i, : p.size] = p
+    return out
+
+
 def ou_profile(P0: Any, t: Any, *, max_radius: int | None = None, chunk: int = 8) -> np.ndarray:
     """Off-diagonal profile ``m_r(t)`` of ``P_t`` for many times at once (SPEC B2).
 
-    One eigendecomposition of ``P_0``.  With ``max_radius=None`` every ``r`` up
-    to ``d - 1`` is exact (dense ``P_t``, ``chunk`` times at a time to bound the
-    memory).  With ``max_radius = R`` only the band is formed:
+    Dense ``P0``: one eigendecomposition.  With ``max_radius=None`` every ``r``
+    up to ``d - 1`` is exact (dense ``P_t``, ``chunk`` times at a time to bound
+    the memory).  With ``max_radius = R`` only the band is formed:
     ``P_t[i, i+r] = sum_k Q[i, k] Q[i+r, k] f_k(t)``, i.e. for each ``r`` one
     ``(d - r, d) x (d, n_t)`` product, ``O(R d^2 n_t)`` instead of ``O(d^3 n_t)``.
+
+    Banded ``P0`` (:class:`~locality.banded.BandedMatrix`, any ``d``): the band
+    of each ``P_t`` (module docstring), ``O(d (b + R)^2)`` per time.  With
+    ``max_radius=None`` the band is widened until ``m_R < 1e-12 m_0``
+    (:data:`PROFILE_FLOOR`) and the entries beyond are reported as 0.
 
     Returns
     -------
     ndarray of shape (R + 1,) for a scalar ``t`` or (n_t, R + 1).
     """
+    if isinstance(P0, BandedMatrix):
+        P0 = _as_banded_precision(P0)
+        t = check_times(t)
+        tt = np.atleast_1d(t)
+        if max_radius is None:
+            out = _band_profile_widening(P0, tt, PROFILE_FLOOR)
+        else:
+            R = check_int("max_radius", max_radius, low=0, high=P0.d - 1)
+            out = _ou_precision_band(P0, tt, R).profile(R)
+        return out[0] if t.ndim == 0 else out
     P0 = check_precision(P0, "P0")
     t = check_times(t)
     chunk = check_int("chunk", chunk, low=1)
@@ -189,8 +323,10 @@ def effective_radius(P: Any, eps: float = 1e-3) -> np.ndarray | int:
 
     Parameters
     ----------
-    P : array of shape (d, d) or (n, d, d)
-        A precision or a stack of them (e.g. the output of :func:`ou_precision`).
+    P : array of shape (d, d) or (n, d, d), or BandedMatrix
+        A symmetric precision or a stack of them (e.g. the output of
+        :func:`ou_precision`); a BandedMatrix is the matrix it stores (0
+        beyond its band).  Its diagonal must not vanish (``m_0 > 0``).
     eps : float in (0, 1), default 1e-3
         Relative threshold.
 
@@ -198,28 +334,58 @@ def effective_radius(P: Any, eps: float = 1e-3) -> np.ndarray | int:
     -------
     int, or int array of shape (n,) for a stack.
 
+    Raises
+    ------
+    ValueError
+        For a non-square, non-finite or non-symmetric (to 1e-10 of its largest
+        entry) matrix, or one whose diagonal is all zero (the profile is then
+        undefined).
+
     Examples
     --------
     >>> effective_radius(np.eye(4) + 0.5 * np.eye(4, k=1) + 0.5 * np.eye(4, k=-1))
     1
     """
     eps = _check_eps(eps)
-    P = np.asarray(P, dtype=np.float64)
-    if P.ndim not in (2, 3) or P.shape[-1] != P.shape[-2]:
-        raise ValueError(f"P must have shape (d, d) or (n, d, d), got shape {P.shape}")
-    if not np.all(np.isfinite(P)):
-        raise ValueError("P contains NaN or inf")
-    r = radius_from_profile(_profile_dense(P, P.shape[-1] - 1), eps)
+    if isinstance(P, BandedMatrix):
+        m = P.profile()
+    else:
+        P = np.asarray(P)
+        if P.dtype.kind not in "fiu":
+            raise TypeError(f"P must hold real numbers, got dtype {P.dtype}")
+        P = P.astype(np.float64, copy=False)
+        if P.ndim not in (2, 3) or P.shape[-1] != P.shape[-2]:
+            raise ValueError(f"P must have shape (d, d) or (n, d, d), got shape {P.shape}")
+        if not np.all(np.isfinite(P)):
+            raise ValueError("P contains NaN or inf")
+        scale = float(np.max(np.abs(P))) if P.size else 0.0
+        asym = float(np.max(np.abs(P - np.swapaxes(P, -1, -2)))) if P.size else 0.0
+        if asym > 1e-10 * scale:
+            raise ValueError(f"P must be symmetric, got max |P - P^T| = {asym:.3g}")
+        m = _profile_dense(P, P.shape[-1] - 1)
+    if np.any(m[..., 0] <= 0):
+        raise ValueError("P must have a nonzero diagonal (m_0 = mean_i |P[i, i]| > 0), got an all-zero diagonal")
+    r = radius_from_profile(m, eps)
     return int(r) if r.ndim == 0 else r
 
 
 def ou_effective_radius(P0: Any, t: Any, eps: float = 1e-3, *, max_radius: int | None = None) -> np.ndarray:
-    """``r_eff(t)`` of ``P_t`` for many times with one eigendecomposition (see :func:`ou_profile`).
+    """``r_eff(t)`` of ``P_t`` for many times (see :func:`ou_profile`).
 
-    With ``max_radius = R`` the result saturates at ``R``: choose ``R`` above the
-    radii of interest (the exact value is returned whenever it is ``< R``).
+    Dense ``P0``: one eigendecomposition; with ``max_radius = R`` the result
+    saturates at ``R``: choose ``R`` above the radii of interest (the exact
+    value is returned whenever it is ``< R``).  Banded ``P0``: without
+    ``max_radius`` the band is widened until the profile has fallen below
+    ``eps`` at every time (exact whenever the profile stays below ``eps``
+    beyond the first radius where it falls below it, as it does for a decaying
+    profile).
     """
     eps = _check_eps(eps)
+    if isinstance(P0, BandedMatrix) and max_radius is None:
+        P0 = _as_banded_precision(P0)
+        t = check_times(t)
+        r = radius_from_profile(_band_profile_widening(P0, np.atleast_1d(t), eps), eps)
+        return r[0] if t.ndim == 0 else r
     return radius_from_profile(ou_profile(P0, t, max_radius=max_radius), eps)
 
 

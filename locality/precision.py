@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
+import scipy.linalg
+import scipy.sparse.linalg
+
 from molrg.utils import check_int, check_random_state, check_real
+
+from .banded import BandedMatrix
 
 __all__ = [
     "random_banded_precision",
@@ -58,8 +63,23 @@ def _check_spd(name: str, M: Any, *, kind: str, allow_stack: bool = False) -> np
     return M
 
 
-def check_precision(P: Any, name: str = "P") -> np.ndarray:
+def _check_spd_banded(name: str, M: BandedMatrix) -> BandedMatrix:
+    """A banded matrix is symmetric by construction; check positive definiteness by banded Cholesky."""
+    data = M.data if M.batch_shape else M.data[None]
+    for k, ab in enumerate(data):
+        try:
+            scipy.linalg.cholesky_banded(ab, lower=True)
+        except np.linalg.LinAlgError:
+            where = f" (batch entry {k})" if M.batch_shape else ""
+            raise ValueError(f"{name} must be positive definite{where} (its banded Cholesky factorization failed)") from None
+    return M
+
+
+def check_precision(P: Any, name: str = "P"):
     """Validate a precision matrix: float64, square, finite, symmetric, positive definite.
+
+    A :class:`~locality.banded.BandedMatrix` is checked by its banded Cholesky
+    factorization (``O(d b^2)``) and returned as it is.
 
     Raises
     ------
@@ -67,11 +87,15 @@ def check_precision(P: Any, name: str = "P") -> np.ndarray:
         Naming ``name`` when ``P`` is not square, symmetric (to ``1e-10`` of its
         largest entry) or positive definite.
     """
+    if isinstance(P, BandedMatrix):
+        return _check_spd_banded(name, P)
     return _check_spd(name, P, kind="precision")
 
 
-def check_covariance(Sigma: Any, name: str = "Sigma") -> np.ndarray:
+def check_covariance(Sigma: Any, name: str = "Sigma"):
     """Validate a covariance matrix (same rules as :func:`check_precision`)."""
+    if isinstance(Sigma, BandedMatrix):
+        return _check_spd_banded(name, Sigma)
     return _check_spd(name, Sigma, kind="covariance")
 
 
@@ -94,8 +118,19 @@ def bandwidth(P: Any, *, tol: float = 0.0) -> int:
     return int(np.max(np.abs(i - j))) if i.size else 0
 
 
+#: above this dimension :func:`condition_number` of a banded matrix uses a sparse eigensolver
+DENSE_EIG_MAX_D = 2000
+
+
 def condition_number(P: Any) -> float:
     """Spectral condition number ``kappa(P) = lambda_max / lambda_min`` of a symmetric PD matrix.
+
+    Dense input: :func:`numpy.linalg.eigvalsh`.  A :class:`~locality.banded.BandedMatrix`
+    with ``d <= 2000`` is densified; above, the two extreme eigenvalues come from
+    :func:`scipy.sparse.linalg.eigsh` on the sparse matrix (Lanczos for the
+    largest, shift-invert at 0 with a sparse LU for the smallest): ``O(d b^2)``
+    memory and time, no dense eigendecomposition (agrees with the dense value to
+    about 1e-10 relative).
 
     Examples
     --------
@@ -103,6 +138,15 @@ def condition_number(P: Any) -> float:
     4.0
     """
     P = check_precision(P, "P")
+    if isinstance(P, BandedMatrix):
+        if P.batch_shape:
+            raise ValueError(f"P must be one matrix, got a batch of shape {P.batch_shape}")
+        if P.d > DENSE_EIG_MAX_D:
+            A = P.to_sparse().tocsc()
+            hi = scipy.sparse.linalg.eigsh(A, k=1, which="LA", return_eigenvectors=False, tol=1e-12)[0]
+            lo = scipy.sparse.linalg.eigsh(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-12)[0]
+            return float(hi / lo)
+        P = P.to_dense()
     lam = np.linalg.eigvalsh(P)
     return float(lam[-1] / lam[0])
 
@@ -113,23 +157,40 @@ def random_banded_precision(
     bandwidth: int,
     *,
     diag_range: tuple[float, float] = (1.0, 3.0),
-    offdiag_scale: float = 1.0,
+    offdiag_scale: float | None = None,
+    coupling: float | None = None,
     random_state: Any = None,
     return_factor: bool = False,
+    banded: bool = False,
 ):
     """Random banded precision ``P_0 = L L^T`` (SPEC B1, paper section 4.1.1).
 
     ``L`` is lower triangular with bandwidth ``b``: ``L[i, i] ~ U(diag_range)``
     (positive, so ``P_0`` is positive definite) and ``L[i, i-k] ~ U(-s, s)`` for
-    ``1 <= k <= b`` with ``s = offdiag_scale``; all other entries are 0.  Then
-    ``P_0[i, j] = 0`` for ``|i - j| > b``.  The condition number grows with
-    ``offdiag_scale`` and with ``diag_range[1] / diag_range[0]``; read it with
-    :func:`condition_number`.
+    ``1 <= k <= b``; all other entries are 0.  Then ``P_0[i, j] = 0`` for
+    ``|i - j| > b``.  The condition number grows with ``s`` and with
+    ``diag_range[1] / diag_range[0]``; read it with :func:`condition_number`.
 
-    Measured with the defaults (eps = 1e-3, 5 draws, times 0 and 40 log-spaced in
-    [1e-3, 10]): the maximum over t of ``r_eff(t)`` is 3.0, 6.6, 15.7 for
-    b = 1, 2, 4, the same at d = 100 and d = 400 (within 0.2); kappa(P_0) is about
-    14, 33, 100.
+    Two ways to set ``s``:
+
+    * ``offdiag_scale = s`` (default 1.0): ``kappa(P_0)`` then grows with ``d``
+      whenever ``b s`` is not small against ``diag_range[0]`` (a random
+      triangular matrix is exponentially ill conditioned in ``d``; measured: at
+      ``b = 4, s = 2`` and ``d = 800`` Cholesky of ``Sigma_t`` fails);
+    * ``coupling = c`` in ``[0, 1)``: ``s = c * diag_range[0] / b``.  Then the
+      off-diagonal part ``E`` of ``L = D + E`` has ``||E D^{-1}||_1, ||E D^{-1}||_inf <= c``,
+      so ``||L^{-1}||_2 <= 1 / (lo (1 - c))`` and
+      ``kappa(P_0) <= ((hi / lo) (1 + c) / (1 - c))^2`` at every ``d``: the
+      knob for sweeps over ``d``.
+
+    Measured with ``offdiag_scale = 1`` (eps = 1e-3, 5 draws, times 0 and 40
+    log-spaced in [1e-3, 10]): the maximum over t of ``r_eff(t)`` is 3.0, 6.6,
+    15.7 for b = 1, 2, 4, the same at d = 100 and d = 400 (within 0.2); kappa(P_0)
+    is about 14, 33, 100.
+
+    The draws do not depend on ``banded``: the same seed gives the same matrix
+    in both storages.  Cost ``O(d b^2)`` (banded), plus ``d^2`` memory for the
+    dense output.
 
     Parameters
     ----------
@@ -139,22 +200,32 @@ def random_banded_precision(
         ``b`` in ``[0, d - 1]``.
     diag_range : (float, float), default (1.0, 3.0)
         Range of the diagonal of ``L``, ``0 < low <= high``.
-    offdiag_scale : float, default 1.0
-        Half-width ``s >= 0`` of the uniform off-diagonal entries of ``L``.
+    offdiag_scale : float, optional
+        Half-width ``s >= 0`` of the uniform off-diagonal entries of ``L``
+        (default 1.0 unless ``coupling`` is given; not both).
+    coupling : float in [0, 1), optional
+        ``s = coupling * diag_range[0] / b`` (well conditioned at every ``d``).
     random_state : None, int or numpy.random.Generator
     return_factor : bool, default False
-        Also return ``L``.
+        Also return ``L`` (same storage as ``P``).
+    banded : bool, default False
+        Return :class:`~locality.banded.BandedMatrix` objects (``O(d b)`` memory)
+        instead of dense arrays.
 
     Returns
     -------
-    P : ndarray of shape (d, d), float64
+    P : ndarray of shape (d, d) or BandedMatrix
         Symmetric positive definite, banded with bandwidth ``b``.
-    L : ndarray of shape (d, d), only when ``return_factor``.
+    L : same storage, only when ``return_factor`` (banded: lower band storage of
+        the triangular factor, ``L_data[k, j] = L[j + k, j]``, as an ndarray).
 
     Examples
     --------
     >>> P = random_banded_precision(6, 1, random_state=0)
     >>> bool(np.all(P[np.abs(np.subtract.outer(range(6), range(6))) > 1] == 0))
+    True
+    >>> Pb = random_banded_precision(6, 1, random_state=0, banded=True)
+    >>> bool(np.allclose(Pb.to_dense(), P, rtol=0, atol=1e-15))
     True
     """
     d = check_int("d", d, low=1)
@@ -165,16 +236,30 @@ def random_banded_precision(
         raise ValueError(f"diag_range must be a pair (low, high), got {diag_range!r}") from None
     lo = check_real("diag_range[0]", lo, low=0.0, low_open=True)
     hi = check_real("diag_range[1]", hi, low=lo)
-    s = check_real("offdiag_scale", offdiag_scale, low=0.0)
+    if coupling is not None and offdiag_scale is not None:
+        raise ValueError("give offdiag_scale or coupling, not both")
+    if coupling is not None:
+        c = check_real("coupling", coupling, low=0.0, high=1.0, high_open=True)
+        s = c * lo / max(b, 1)
+    else:
+        s = check_real("offdiag_scale", 1.0 if offdiag_scale is None else offdiag_scale, low=0.0)
     rng = check_random_state(random_state)
-    L = np.zeros((d, d))
-    idx = np.arange(d)
-    L[idx, idx] = rng.uniform(lo, hi, size=d)
+    Ld = np.zeros((b + 1, d))  # Ld[k, j] = L[j + k, j]
+    Ld[0] = rng.uniform(lo, hi, size=d)
     for k in range(1, b + 1):
-        L[idx[k:], idx[:-k]] = rng.uniform(-s, s, size=d - k)
-    P = L @ L.T
-    P = 0.5 * (P + P.T)
-    return (P, L) if return_factor else P
+        Ld[k, : d - k] = rng.uniform(-s, s, size=d - k)
+    # P[j + k, j] = sum_q L[j + k, j - q] L[j, j - q] = sum_q Ld[k + q, j - q] Ld[q, j - q]
+    Pd = np.zeros((b + 1, d))
+    for k in range(b + 1):
+        for q in range(b - k + 1):
+            Pd[k, q:] += Ld[k + q, : d - q] * Ld[q, : d - q]
+    P = BandedMatrix(Pd)
+    if banded:
+        return (P, Ld) if return_factor else P
+    P = P.to_dense()
+    if not return_factor:
+        return P
+    return P, BandedMatrix(Ld).to_dense() * (np.arange(d)[:, None] >= np.arange(d)[None, :])
 
 
 def _ar1_coefficients(gamma: float, dt: float, sigma: float) -> tuple[float, float]:
