@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: report report-full test bench clean
+.PHONY: report report-full test bench docs docs-check lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,34 @@ report-full: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
+# The documentation: Sphinx + numpydoc + sphinx-gallery (every demo executed), MathJax served locally.
+DOCS_STAMP := $(VENV)/.docs-installed
+MATHJAX := docs/_static/mathjax/tex-chtml.js
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,distributed,parquet,docs,lint]"
+	touch $(DOCS_STAMP)
+
+$(MATHJAX):
+	npm install --prefix .cache/npm --silent --no-audit --no-fund mathjax@3
+	mkdir -p docs/_static/mathjax
+	cp -r .cache/npm/node_modules/mathjax/es5/. docs/_static/mathjax/
+
+docs: $(DOCS_STAMP) $(MATHJAX)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+# Opens the built site in headless Chromium (installed from the system packages when missing).
+docs-check: $(DOCS_STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	DOCS_REQUIRED=1 $(PY) -m pytest -q tests/test_docs_site.py
+
+lint: $(DOCS_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache docs/_build docs/generated docs/auto_examples docs/api.rst

@@ -1,8 +1,9 @@
-"""Every textbook demo runs on its smallest setting, writes its figure, and opens as a notebook (issue 8)."""
+"""The demos are sphinx-gallery examples that also open as notebooks (issue 18).
 
-import os
-import subprocess
-import sys
+They are executed by the documentation build (``make docs``, run by CI with
+warnings as errors, so a failing demo fails CI); here we check their structure.
+"""
+
 from pathlib import Path
 
 import pytest
@@ -11,22 +12,26 @@ DEMOS = sorted((Path(__file__).resolve().parents[1] / "demos").glob("[0-9][0-9]_
 
 
 def test_there_is_a_demo_per_idea():
-    assert len(DEMOS) == 6
+    assert len(DEMOS) >= 6
+    assert (DEMOS[0].parent / "README.rst").exists()
 
 
 @pytest.mark.parametrize("demo", DEMOS, ids=lambda p: p.stem)
-def test_demo_runs_and_writes_its_figure(demo, tmp_path):
-    env = {**os.environ, "DEMO_QUICK": "1", "DEMO_OUT": str(tmp_path), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, demo.name], cwd=demo.parent, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    png = tmp_path / f"{demo.stem}.png"
-    assert png.exists() and png.stat().st_size > 10_000
+def test_demo_is_a_gallery_script_with_prose_and_a_figure(demo):
+    sg = pytest.importorskip("sphinx_gallery.py_source_parser")
+    _, blocks = sg.split_code_and_text_blocks(str(demo))[:2]
+    kinds = [b.type for b in blocks]
+    assert kinds[0] == "text" and blocks[0].content.strip().splitlines()[1].startswith("===")
+    assert kinds.count("text") >= 2 and kinds.count("code") >= 2
+    source = demo.read_text()
+    assert "plt.show()" in source or "fig = " in source  # the figure is displayed, not only saved
+    assert "matplotlib.use(" not in source  # the backend is the runner's choice (inline in notebooks)
 
 
 @pytest.mark.parametrize("demo", DEMOS, ids=lambda p: p.stem)
-def test_demo_is_a_percent_format_notebook(demo):
+def test_demo_opens_as_a_notebook_with_inline_figures(demo):
     jupytext = pytest.importorskip("jupytext")
-    nb = jupytext.read(demo)
+    nb = jupytext.read(demo, fmt="py:sphinx")
     kinds = [c.cell_type for c in nb.cells]
-    assert kinds.count("markdown") >= 1 and kinds.count("code") >= 2
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert kinds.count("markdown") >= 2 and kinds.count("code") >= 2
+    assert nb.cells[0].source.strip() == "%matplotlib inline"
