@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from molrg.utils import check_choice, check_int, check_matrix, check_random_state, check_real
+from molrg._validation import check_array, check_choice, check_int, check_matrix, check_random_state, check_real
 
 __all__ = [
     "FellerWarning",
@@ -101,7 +101,7 @@ def cir_autocorrelation(lags: Any, a: float = 0.5, dt: float = 1.0) -> np.ndarra
     """
     a = check_real("a", a, low=0.0, low_open=True)
     dt = check_real("dt", dt, low=0.0, low_open=True)
-    lags = np.asarray(lags, dtype=np.float64)
+    lags = check_array("lags", lags, dtype=np.float64)
     if np.any(lags < 0):
         raise ValueError(f"lags must be >= 0, got min {lags.min()}")
     return np.exp(-a * lags * dt)
@@ -217,11 +217,9 @@ def cir_wasserstein(samples: Any, a: float = 0.5, b: float = 1.0, sigma: float =
     >>> bool(cir_wasserstein(x) < 2e-3)
     True
     """
-    x = np.sort(np.asarray(samples, dtype=np.float64).ravel())
+    x = np.sort(check_array("samples", samples, dtype=np.float64).ravel())
     if x.size == 0:
         raise ValueError("samples must not be empty")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("samples contains NaN or inf")
     a, b, sigma = check_cir_params(a, b, sigma, warn=False)
     k, theta = 2.0 * a * b / sigma**2, sigma**2 / (2.0 * a)
     law = stats.gamma(k, scale=theta)
@@ -256,7 +254,7 @@ def autocorrelation(X: Any, max_lag: int = 10) -> np.ndarray:
     -------
     rho : ndarray of shape (max_lag + 1,)
     """
-    X = check_matrix("X", X, ndim=2)
+    X = check_matrix("X", X, ndim=2, dtype=np.float64)
     max_lag = check_int("max_lag", max_lag, low=0, high=X.shape[1] - 1)
     Z = X - X.mean()
     v = np.mean(Z**2)
@@ -285,7 +283,7 @@ def marginal_histogram(X: Any, bins: int = 30, range: tuple[float, float] = (0.0
     lo, hi = (check_real("range[0]", range[0]), check_real("range[1]", range[1]))
     if not hi > lo:
         raise ValueError(f"range must be increasing, got {range}")
-    x = np.asarray(X, dtype=np.float64).ravel()
+    x = check_array("X", X, dtype=np.float64).ravel()
     if x.size == 0:
         raise ValueError("X must not be empty")
     counts, edges = np.histogram(x, bins=bins, range=(lo, hi))

@@ -142,3 +142,25 @@ def test_marginal_histogram_matches_gamma_density():
     assert_allclose(dens, mass, atol=0.04)
     with pytest.raises(ValueError, match="range must be increasing"):
         marginal_histogram(X, range=(1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: cir_wasserstein("abc"), TypeError, r"^samples must be an array of real numbers"),
+        (lambda: cir_wasserstein([1.0 + 1j, 2.0]), TypeError, r"^samples must hold real numbers, got complex"),
+        (lambda: cir_wasserstein([1.0, np.inf]), ValueError, r"^samples contains NaN or inf"),
+        (lambda: autocorrelation(np.array([[1.0, np.nan, 2.0]] * 2), 1), ValueError, r"^X contains NaN or inf"),
+        (lambda: autocorrelation(np.ones((2, 3), dtype=complex), 1), TypeError, r"^X must hold real numbers"),
+        (lambda: marginal_histogram(["a", "b"]), TypeError, r"^X must hold real numbers, got strings"),
+        (lambda: marginal_histogram([np.nan]), ValueError, r"^X contains NaN or inf"),
+        (lambda: cir_autocorrelation([1, -1]), ValueError, r"^lags must be >= 0"),
+        (lambda: cir_autocorrelation("1"), TypeError, r"^lags must be an array of real numbers"),
+        (lambda: cir_stationary(a="x"), TypeError, r"^a must be"),
+        (lambda: simulate_cir(3, 4, sigma=np.nan), ValueError, r"^sigma must be finite"),
+        (lambda: simulate_cir(2.5, 4), (TypeError, ValueError), r"^n_series must be"),
+    ],
+)
+def test_public_functions_reject_bad_input_naming_the_argument(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
