@@ -20,11 +20,12 @@ from molrg.sampling import closed_form_denoiser, sample
 def bench_sampler(n=48, dims=(4, 4, 4), M=4096, n_steps=18, backend="torch", dtype=None, repeats=3):
     model = MoLRG.random(n, list(dims), random_state=0)
     D = closed_form_denoiser(model)
-    sample(D, (64, n), n_steps=n_steps, backend=backend, dtype=dtype, random_state=0)  # warm-up
+    dtype = dtype if dtype is not None else (np.float64 if backend == "numpy" else None)
+    sample(D, (64, n), steps=n_steps, dtype=dtype, random_state=0)  # warm-up
     best = np.inf
     for r in range(repeats):
         t0 = time.perf_counter()
-        sample(D, (M, n), n_steps=n_steps, backend=backend, dtype=dtype, random_state=r)
+        sample(D, (M, n), steps=n_steps, dtype=dtype, random_state=r)
         best = min(best, time.perf_counter() - t0)
     return M / best, best
 

@@ -60,6 +60,7 @@ _EXPORTS = {
     "sample_euler": "sampling",
     "sample_heun": "sampling",
     "sample_ddpm": "sampling",
+    "sample_ddpm_discrete": "sampling",
     "get_sigmas_karras": "sampling",
     "closed_form_denoiser": "sampling",
     "bases_denoiser": "sampling",

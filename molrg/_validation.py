@@ -43,6 +43,7 @@ __all__ = [
     "array_namespace",
     "append_dims",
     "deprecated_alias",
+    "concrete_all",
 ]
 
 
@@ -65,6 +66,21 @@ def append_dims(x, target_ndim: int):
     if extra < 0:
         raise ValueError(f"input has {x.ndim} dims but target_ndim is {target_ndim}, which is less")
     return x[(...,) + (None,) * extra]
+
+
+def concrete_all(mask) -> bool:
+    """``bool(mask.all())`` for a numpy or torch boolean array; True when it cannot be known.
+
+    Inside a torch.func transform (``vmap``, ``jacrev``) tensor values are not
+    concrete and cannot steer Python control flow; the checks are then skipped
+    (the transform's caller passed values that were checked at its boundary).
+    """
+    if not is_torch(mask):
+        return bool(np.all(mask))
+    try:
+        return bool(mask.all())
+    except RuntimeError:
+        return True
 
 
 # --------------------------------------------------------------------------- randomness
@@ -295,7 +311,7 @@ def check_array(
     if len(shape) < min_ndim or (last is not None and (len(shape) < 1 or shape[-1] != last)):
         raise ValueError(f"{name} must have shape {want or f'with at least {min_ndim} axes'}, got shape {_shape_text(shape)}")
     if finite:
-        ok = bool(x.isfinite().all()) if torch_in else bool(np.isfinite(x).all())
+        ok = concrete_all(x.isfinite()) if torch_in else bool(np.isfinite(x).all())
         if not ok:
             raise ValueError(f"{name} contains NaN or inf")
     return x
@@ -395,7 +411,7 @@ def check_levels(name: str, v: Any, batch_shape: tuple[int, ...], *, positive: b
             f"{name} must be a scalar or an array over the leading axes of x_t, shape {lead} "
             f"(or its first axes, 1s broadcasting), got shape {_shape_text(shape)}"
         )
-    if positive and not bool((v > 0).all()):
+    if positive and not concrete_all(v > 0):
         bad = float(v.min())
         raise ValueError(f"{name} must be positive (in (0, inf)), got {bad}")
     return v

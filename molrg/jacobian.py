@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .sampling import SAMPLERS, _check_sigmas, get_sigmas_karras
+from .sampling import SAMPLERS, _check_sigmas
+from .schedules import karras_sigmas
 from .utils import check_choice, check_int, check_random_state, check_real, is_torch, torch_generator
 
 __all__ = ["denoiser_jacobian", "numerical_rank", "RankTrajectory", "rank_along_trajectory"]
@@ -286,7 +287,7 @@ def rank_along_trajectory(
 
     check_choice("solver", solver, SAMPLERS)
     if sigmas is None:
-        sigmas = get_sigmas_karras(check_int("n_steps", n_steps, low=1), sigma_min, sigma_max, rho)
+        sigmas = karras_sigmas(check_int("n_steps", n_steps, low=1), sigma_min, sigma_max, rho, append_zero=True)
     sig = _check_sigmas(sigmas)
     rng = check_random_state(random_state)
     dtype = torch.float64 if dtype is None else dtype

@@ -12,11 +12,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .utils import check_dims, check_int, check_random_state, check_real, random_orthonormal
+from ._validation import check_array, check_dims, check_int, check_random_state, check_real, is_torch
+from .utils import random_orthonormal
 
 __all__ = ["MoLRG", "check_bases"]
 
 _ORTHO_TOL = 1e-6
+_MAX_SAMPLES = 2**31  # at most this many float64 entries (16 GiB) in one sample call
 
 
 def check_bases(name: str, bases: Any, n: int | None = None) -> tuple[np.ndarray, ...]:
@@ -24,14 +26,17 @@ def check_bases(name: str, bases: Any, n: int | None = None) -> tuple[np.ndarray
 
     Raises ``ValueError`` naming ``name`` when a basis is not 2-D, has more
     columns than rows, has a different ambient dimension, contains NaN/inf or is
-    not orthonormal (``||U^T U - I||_max > 1e-6``).
+    not orthonormal (``||U^T U - I||_max > 1e-6``), and ``TypeError`` when it is
+    not a sequence of arrays of real numbers (strings, complex, objects).
     """
-    if isinstance(bases, np.ndarray) and bases.ndim == 2:
+    if is_torch(bases) or (isinstance(bases, np.ndarray) and bases.ndim == 2):
         bases = (bases,)
-    try:
-        bases = [np.asarray(U, dtype=np.float64) for U in bases]
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of (n, d_k) arrays") from None
+    if isinstance(bases, (str, bytes)) or not hasattr(bases, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of (n, d_k) arrays, got {type(bases).__name__}")
+    bases = [
+        check_array(f"{name}[{k}]", U.detach().cpu().numpy() if is_torch(U) else U, dtype=np.float64, finite=False)
+        for k, U in enumerate(bases)
+    ]
     if not bases:
         raise ValueError(f"{name} must contain at least one basis")
     n = bases[0].shape[0] if n is None else n
@@ -79,7 +84,7 @@ class MoLRG:
         if self.weights is None:
             weights = np.full(K, 1.0 / K)
         else:
-            weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+            weights = check_array("weights", self.weights, dtype=np.float64, finite=False).reshape(-1)
             if weights.shape != (K,):
                 raise ValueError(f"weights must have length K = {K}, got {weights.shape[0]}")
             if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
@@ -112,9 +117,16 @@ class MoLRG:
         Haar-random ``n x n`` orthogonal matrix (needs ``sum(dims) <= n``; the
         setting of the recovery theorems). ``orthogonal=False``: independent
         Haar-random bases, which may overlap.
+
+        Raises ``ValueError``/``TypeError`` naming the argument for a bad ``n``,
+        ``dims`` (positive ints, each ``<= n``), ``weights`` (positive, summing
+        to 1), ``orthogonal`` (a bool), ``noise_std`` (finite, ``>= 0``) or
+        ``random_state``.
         """
         n = check_int("n", n, low=1)
         dims = check_dims("dims", dims, n)
+        if not isinstance(orthogonal, (bool, np.bool_)):
+            raise TypeError(f"orthogonal must be True or False, got {orthogonal!r}")
         rng = check_random_state(random_state)
         if orthogonal:
             total = sum(dims)
@@ -155,6 +167,12 @@ class MoLRG:
     def sample(self, N: int, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``N`` samples.
 
+        Parameters
+        ----------
+        N : int
+            Number of samples, ``1 <= N <= 2**31 / n`` (at most 2**31 entries, 16 GiB).
+        random_state : None, int or numpy.random.Generator
+
         Returns
         -------
         X : array ``(N, n)``
@@ -162,7 +180,7 @@ class MoLRG:
         labels : int array ``(N,)``
             The component of each sample.
         """
-        N = check_int("N", N, low=1)
+        N = check_int("N", N, low=1, high=_MAX_SAMPLES // self.n)
         rng = check_random_state(random_state)
         labels = rng.choice(self.n_components, size=N, p=self.weights)
         X = np.empty((N, self.n))

@@ -48,7 +48,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._validation import append_dims, array_namespace, check_array, check_dims, check_levels, check_real, is_torch
+from ._validation import (
+    append_dims,
+    array_namespace,
+    check_array,
+    check_dims,
+    check_levels,
+    check_real,
+    concrete_all,
+    is_torch,
+)
 
 __all__ = [
     "posterior_logits",
@@ -214,7 +223,11 @@ def _weights_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var):
     """
     logits, (gain, two_s2, half_logdet) = _logits_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var)
     bad = ~xp.isfinite(logits).all(-1)
-    if bool(bad.any()):
+    try:
+        any_bad = bool(bad.any())
+    except RuntimeError:  # values not concrete (inside a torch.func transform): take the safe path
+        any_bad = True
+    if any_bad:
         top = sqn_y.max(-1, keepdims=True) if xp is np else sqn_y.amax(-1, keepdim=True)
         rel = logw - _ldexp(xp, (top - sqn_y) * gain / two_s2, 2 * e) - half_logdet
         logits = xp.where(bad[..., None], rel, logits)
@@ -256,7 +269,7 @@ def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
     out = (rec + _cast(xp, g_perp, out_dtype) * y) * _cast(xp, factor, out_dtype)
     out = _ldexp(xp, out, e if xp is np else e.to(out.dtype))
     out = _cast(xp, out, out_dtype)
-    if not bool(xp.isfinite(out).all()):
+    if not concrete_all(xp.isfinite(out)):
         warnings.warn(
             f"the posterior {want} overflows {out_dtype}: its true value is beyond the floating range",
             RuntimeWarning,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .utils import array_namespace, check_int, check_real
+from ._validation import array_namespace, check_int, check_real, deprecated_alias
 
 __all__ = ["NoiseSchedule", "VP", "VE", "EDM", "get_schedule", "karras_sigmas", "SCHEDULES"]
 
@@ -126,25 +126,67 @@ class EDM(NoiseSchedule):
     def sigma(self, t):
         return _as_t(t)
 
-    def grid(self, n_steps: int) -> np.ndarray:
-        """The Karras time (= sigma) grid, decreasing, ``n_steps`` points."""
-        return karras_sigmas(n_steps, self.sigma_min, self.sigma_max, self.rho)
+    def grid(self, steps: int, *, append_zero: bool = False) -> np.ndarray:
+        """The Karras time (= sigma) grid, decreasing, ``steps`` points (:func:`karras_sigmas`)."""
+        return karras_sigmas(steps, self.sigma_min, self.sigma_max, self.rho, append_zero=append_zero)
 
 
-def karras_sigmas(n_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> np.ndarray:
-    """Karras et al. (2022) eq. 5: ``sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho``.
+def karras_sigmas(
+    steps: int | None = None,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    *,
+    append_zero: bool = False,
+    n_steps: int | None = None,
+) -> np.ndarray:
+    r"""The Karras noise grid (Karras et al. 2022, eq. 5), the toolkit's one copy of it.
 
-    Decreasing from ``sigma_max`` to ``sigma_min``, ``n_steps`` values (no final zero).
+    .. math::
+
+        \sigma_i = \Big(\sigma_{max}^{1/\rho} + \frac{i}{S-1}
+                   \big(\sigma_{min}^{1/\rho} - \sigma_{max}^{1/\rho}\big)\Big)^\rho,
+        \qquad i = 0, \dots, S - 1 .
+
+    Parameters
+    ----------
+    steps : int
+        Number of noise levels ``S >= 1`` (the sampler's step count).
+    sigma_min, sigma_max : float
+        ``0 < sigma_min <= sigma_max``; EDM's defaults 0.002 and 80.
+    rho : float, default 7
+        Exponent ``> 0``.
+    append_zero : bool, default False
+        Append a final 0 (``S + 1`` values, the k-diffusion convention: a
+        sampler's last step then lands on clean data).
+    n_steps : int, optional
+        Deprecated name of ``steps`` (``FutureWarning``).
+
+    Returns
+    -------
+    ndarray ``(S,)`` (or ``(S + 1,)``), decreasing from ``sigma_max`` to ``sigma_min`` (then 0).
+
+    Examples
+    --------
+    >>> karras_sigmas(3, 0.01, 10.0, 1.0, append_zero=True).round(6).tolist()
+    [10.0, 5.005, 0.01, 0.0]
     """
-    n_steps = check_int("n_steps", n_steps, low=1)
+    steps = deprecated_alias("n_steps", "steps", n_steps, steps, None)
+    if steps is None:
+        raise TypeError("karras_sigmas() missing the number of noise levels: steps")
+    steps = check_int("steps", steps, low=1)
     sigma_min = check_real("sigma_min", sigma_min, low=0.0, low_open=True)
     sigma_max = check_real("sigma_max", sigma_max, low=sigma_min)
     rho = check_real("rho", rho, low=0.0, low_open=True)
-    if n_steps == 1:
-        return np.array([sigma_max])
-    ramp = np.linspace(0.0, 1.0, n_steps)
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-    return (hi + ramp * (lo - hi)) ** rho
+    if not isinstance(append_zero, (bool, np.bool_)):
+        raise TypeError(f"append_zero must be True or False, got {append_zero!r}")
+    if steps == 1:
+        out = np.array([sigma_max])
+    else:
+        ramp = np.linspace(0.0, 1.0, steps)
+        lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+        out = (hi + ramp * (lo - hi)) ** rho
+    return np.append(out, 0.0) if append_zero else out
 
 
 SCHEDULES = {"vp": VP, "ve": VE, "edm": EDM}

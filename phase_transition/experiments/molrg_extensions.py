@@ -79,9 +79,9 @@ def _cfg(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
 
 
 def _sigmas(c):
-    from molrg.sampling import get_sigmas_karras
+    from molrg.schedules import karras_sigmas
 
-    return get_sigmas_karras(int(c["n_steps"]), float(c["sigma_min"]), float(c["sigma_max"]), float(c["rho"]))
+    return karras_sigmas(int(c["n_steps"]), float(c["sigma_min"]), float(c["sigma_max"]), float(c["rho"]), append_zero=True)
 
 
 def validate_jacobian(config: Mapping[str, Any]) -> None:
@@ -324,7 +324,7 @@ def run_generalization(tasks: Sequence[Task]) -> list[dict]:
         if any(c[k] != c0[k] for k in ("n", "width", "depth", "steps", "batch_size", "lr")):
             raise ValueError("the tasks of one chunk must share n, width, depth, steps, batch_size and lr")
     sampler = dict(
-        n_steps=int(c0["n_steps"]), sigma_min=float(c0["sigma_min"]), sigma_max=float(c0["sigma_max"]), rho=float(c0["rho"])
+        steps=int(c0["n_steps"]), sigma_min=float(c0["sigma_min"]), sigma_max=float(c0["sigma_max"]), rho=float(c0["rho"])
     )
     res = train_mlp_denoiser(
         [p[4] for p in prepared],
@@ -347,8 +347,8 @@ def run_generalization(tasks: Sequence[Task]) -> list[dict]:
             "mlp_params": int(res.model.n_parameters()),
         }
         if c["references"]:
-            cf = sample(closed_form_denoiser(model), (M, n), backend="numpy", random_state=rng, **sampler)
-            em = sample(empirical_denoiser(X), (M, n), backend="numpy", random_state=rng, **sampler)
+            cf = sample(closed_form_denoiser(model), (M, n), dtype=np.float64, random_state=rng, **sampler)
+            em = sample(empirical_denoiser(X), (M, n), dtype=np.float64, random_state=rng, **sampler)
             row["gl_closed_form"] = generalization_score(cf, X, test)
             row["gl_empirical"] = generalization_score(em, X, test)
         rows.append(row)
