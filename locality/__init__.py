@@ -16,6 +16,9 @@ import importlib
 # public name -> submodule that defines it
 _EXPORTS = {
     "DDPMSchedule": "schedule",
+    # banded storage
+    "BandedMatrix": "banded",
+    "as_banded": "banded",
     # precision (B1)
     "random_banded_precision": "precision",
     "condition_number": "precision",
@@ -29,6 +32,7 @@ _EXPORTS = {
     # forward process (B2)
     "ou_covariance": "forward",
     "ou_precision": "forward",
+    "ou_covariance_band": "forward",
     "offdiag_profile": "forward",
     "ou_profile": "forward",
     "effective_radius": "forward",
@@ -41,6 +45,8 @@ _EXPORTS = {
     "localization_decomposition": "localization",
     "LocalizationDecomposition": "localization",
     "marginal_score_matrix": "localization",
+    "ou_localization_error": "localization",
+    "OULocalizationError": "localization",
     # localized DDPM (B4)
     "empirical_covariance": "ddpm",
     "dsm_precision": "ddpm",
@@ -65,7 +71,7 @@ _EXPORTS = {
     "sampler_steps": "cir_score",  # torch
 }
 
-_SUBMODULES = {"schedule", "precision", "forward", "localization", "ddpm", "cir", "cir_score"}
+_SUBMODULES = {"banded", "schedule", "precision", "forward", "localization", "ddpm", "cir", "cir_score"}
 
 __all__ = list(_EXPORTS)
 

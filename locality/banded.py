@@ -42,7 +42,7 @@ import scipy.sparse
 __all__ = ["BandedMatrix", "as_banded", "band_inverse", "band_product", "band_windows", "window_offsets"]
 
 #: memory (in float64 entries) one call of the block kernels may hold per batch chunk
-_CHUNK_ENTRIES = 2**22
+_CHUNK_ENTRIES = 2**23
 #: smallest block size of :func:`band_inverse` (fewer, larger blocks amortize numpy's per-call cost)
 _MIN_BLOCK = 16
 
@@ -276,7 +276,7 @@ def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
 
     Kernel (clean input).  Selected inversion of the block-tridiagonal form with
     blocks of ``m = max(u, R, 16)`` rows (see the module docstring); the batch is
-    processed in chunks so that one chunk holds about ``2^22 / (d m)`` matrices (a few hundred MB at most).
+    processed in chunks so that one chunk holds about ``2^23 / (d m)`` matrices (a few hundred MB at most).
 
     Raises
     ------

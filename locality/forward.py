@@ -111,6 +111,16 @@ def _ou_precision_band(P0: BandedMatrix, t: np.ndarray, R: int) -> BandedMatrix:
     return band_product(Z, P0, R)
 
 
+def _ou_profile_band(P0: BandedMatrix, t: np.ndarray, R: int) -> np.ndarray:
+    """Profiles ``(n_t, R + 1)`` of the bands of ``P_t``, a few times at a time (bounded memory)."""
+    step = max(1, _TIME_CHUNK_ENTRIES // (P0.d * (R + P0.half_width + 1)))
+    return np.concatenate([_ou_precision_band(P0, t[s : s + step], R).profile(R) for s in range(0, t.size, step)])
+
+
+#: float64 entries of the bands of ``P_t`` held at once by the profile functions (about 64 MB)
+_TIME_CHUNK_ENTRIES = 2**23
+
+
 def ou_covariance_band(P0: Any, t: Any, half_width: int) -> BandedMatrix:
     """Band (half-width ``R``) of ``Sigma_t = e^{-2t} P_0^{-1} + (1 - e^{-2t}) I`` from the precision ``P_0`` (SPEC B2).
 
@@ -244,7 +254,7 @@ def _band_profile_widening(P0: BandedMatrix, t: np.ndarray, stop: float) -> np.n
     profiles: list[np.ndarray | None] = [None] * t.size
     todo = np.arange(t.size)
     while todo.size:
-        m = _ou_precision_band(P0, t[todo], R).profile(R)  # (n, R + 1)
+        m = _ou_profile_band(P0, t[todo], R)  # (n, R + 1)
         done = (m[:, -1] < stop * m[:, 0]) | (R >= d - 1)
         for j, i in enumerate(todo):
             if done[j]:
@@ -284,7 +294,7 @@ def ou_profile(P0: Any, t: Any, *, max_radius: int | None = None, chunk: int = 8
             out = _band_profile_widening(P0, tt, PROFILE_FLOOR)
         else:
             R = check_int("max_radius", max_radius, low=0, high=P0.d - 1)
-            out = _ou_precision_band(P0, tt, R).profile(R)
+            out = _ou_profile_band(P0, tt, R)
         return out[0] if t.ndim == 0 else out
     P0 = check_precision(P0, "P0")
     t = check_times(t)

@@ -12,19 +12,33 @@ For ``x ~ N(0, Sigma)`` with precision ``P = Sigma^{-1}`` the score is
 * Pythagoras: truncation error ``= e_i(r) + E|optimal - truncated|^2``
   (:func:`localization_decomposition`).
 
-The windows of all rows are solved at once: each row's window is padded to the
-common width ``w = min(2r + 1, d)`` with identity rows/columns (which leaves the
-inverse of the real block unchanged), giving one batched ``(d, w, w)`` solve.  For
-``r >= d - 1`` every window is the whole index set and the errors are 0.
+The windows of all rows are factored at once: each row's window is padded to the
+common width ``w = 2R + 1`` with identity rows/columns (which leaves the inverse
+of the real block unchanged) and ordered innermost first (offsets
+``0, -1, +1, -2, +2, ...``), so the window of radius ``r <= R`` is the leading
+``(2r + 1)``-block.  With the Cholesky factor ``L`` of the radius-``R`` window and
+``x = L^{-1} e_0``, ``((Sigma_SS)^{-1})[i, i] = sum_{k < 2r + 1} x_k^2`` for every
+``r <= R`` at once: one batched ``(d, w, w)`` Cholesky (in chunks of rows) serves
+all radii, ``O(d R^3)`` time and ``O(d R)`` memory beyond one chunk.  The windows
+need only the band of ``Sigma`` of half-width ``2R``, so a banded input
+(:class:`~locality.banded.BandedMatrix`) or :func:`ou_localization_error` (which
+never forms ``Sigma_t``) reaches any ``d``.  For ``r >= d - 1`` every window is
+the whole index set and the errors are 0.
+
+The banded truncation error uses ``q_i^T Sigma q_i = (B Sigma B)_{ii} - P_{ii}``
+with ``B`` the band of radius ``r`` of ``P`` (because ``P Sigma = I``): it needs
+the band of ``P`` (half-width ``r``) and of ``Sigma`` (half-width ``2r``) only.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-
+from .banded import BandedMatrix, _gather, band_inverse, band_windows, window_offsets
+from .forward import _as_banded_precision, check_times, ou_covariance_band, ou_precision
 from .precision import band_mask, check_covariance
 
 __all__ = [
@@ -33,6 +47,8 @@ __all__ = [
     "marginal_score_matrix",
     "localization_error",
     "truncation_error",
+    "ou_localization_error",
+    "OULocalizationError",
     "LocalizationDecomposition",
     "localization_decomposition",
     "check_radius",
@@ -132,6 +148,61 @@ def _precision_diag(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return P, np.diagonal(P).copy()
 
 
+#: rows per chunk of the batched window factorizations: about 2^22 floats per chunk
+_WINDOW_ENTRIES = 2**22
+
+
+def _window_errors(Sb: BandedMatrix, p: np.ndarray, radii: np.ndarray, Pb: BandedMatrix | None = None):
+    """Optimal (and, with the band ``Pb`` of ``P``, truncation) errors for ``radii``, shapes ``(n_r, d)``.
+
+    Kernel (clean input): ``Sb`` the band of ``Sigma`` of half-width ``>= min(2 max(radii), d - 1)``,
+    ``p`` the diagonal of ``P = Sigma^{-1}``, ``Pb`` the band of ``P`` of half-width ``>= max(radii)``.
+    Radii ``>= d - 1`` give 0.
+    """
+    d = Sb.d
+    R = int(min(radii.max(initial=0), d - 1))
+    w = 2 * R + 1
+    offs = window_offsets(R)
+    opt = np.zeros((radii.size, d))
+    trunc = np.zeros((radii.size, d)) if Pb is not None else None
+    live = radii < d - 1
+    step = max(1, _WINDOW_ENTRIES // (w * w))
+    for lo in range(0, d, step):
+        rows = slice(lo, min(d, lo + step))
+        W, valid = band_windows(Sb, R, rows)  # (c, w, w)
+        L = np.linalg.cholesky(W)
+        x = np.zeros(W.shape[:-1])
+        x[:, 0] = 1.0 / L[:, 0, 0]
+        for k in range(1, w):  # x = L^{-1} e_0, a loop over the window (length w), not over rows
+            x[:, k] = -np.einsum("ij,ij->i", L[:, k, :k], x[:, :k]) / L[:, k, k]
+        inv_diag = np.cumsum(x * x, axis=-1)[:, 2 * np.minimum(radii, R)]  # (c, n_r)
+        opt[:, rows] = np.where(live[:, None], np.maximum(p[rows][None, :] - inv_diag.T, 0.0), 0.0)
+        if Pb is not None:
+            i = np.arange(d)[rows]
+            pos = i[:, None] + offs[None, :]
+            b = np.where(valid, _gather(Pb.data, np.broadcast_to(i[:, None], pos.shape), pos), 0.0)
+            M = b[:, :, None] * W * b[:, None, :]
+            M = np.where(valid[:, :, None] & valid[:, None, :], M, 0.0)
+            quad = np.cumsum(np.cumsum(M, axis=1), axis=2)
+            k = 2 * np.minimum(radii, R)
+            t = quad[:, k, k] - p[rows][:, None]  # (c, n_r)
+            trunc[:, rows] = np.where(live[:, None], np.maximum(t.T, 0.0), 0.0)
+    return opt, trunc
+
+
+def _sigma_band_and_pdiag(Sigma: Any, R: int) -> tuple[BandedMatrix, np.ndarray, np.ndarray | None]:
+    """(band of Sigma of half-width min(2R, d-1), diag of P, dense P or None) from dense or banded Sigma."""
+    S = check_covariance(Sigma, "Sigma")
+    if isinstance(S, BandedMatrix):
+        if S.batch_shape:
+            raise ValueError(f"Sigma must be one matrix, got a batch of shape {S.batch_shape}")
+        d = S.d
+        return S.with_half_width(min(2 * R, d - 1)), band_inverse(S, 0).data[0], None
+    P, p = _precision_diag(S)
+    d = S.shape[0]
+    return BandedMatrix.from_dense(S, min(2 * R, d - 1)), p, P
+
+
 def localization_error(Sigma: Any, r: Any) -> np.ndarray:
     """Exact per-component localization error ``e_i(r)`` (SPEC B3, paper eq. 3.14, Prop. 3.3).
 
@@ -139,10 +210,15 @@ def localization_error(Sigma: Any, r: Any) -> np.ndarray:
                = P_{ii} - ((\\Sigma_{S_i S_i})^{-1})_{ii},
        \\quad S_i = \\{j : |i - j| \\le r\\}.
 
+    One batched window factorization serves every radius (module docstring).
+
     Parameters
     ----------
-    Sigma : array of shape (d, d)
-        Symmetric positive definite covariance (e.g. ``Sigma_t`` of the OU process).
+    Sigma : array of shape (d, d) or BandedMatrix
+        Symmetric positive definite covariance (e.g. ``Sigma_t`` of the OU
+        process).  A BandedMatrix is the banded matrix it stores (its ``P_ii``
+        come from :func:`~locality.banded.band_inverse`); for the OU marginal of
+        a banded precision at large ``d`` use :func:`ou_localization_error`.
     r : int or array of shape (n_r,)
         Radii ``>= 0``; ``r >= d - 1`` gives exactly 0.
 
@@ -158,21 +234,69 @@ def localization_error(Sigma: Any, r: Any) -> np.ndarray:
     >>> bool(np.all(e[1] < 1e-12)), bool(np.all(e[2] == 0))   # AR(1): Markov, radius 1 is exact
     (True, True)
     """
-    S = check_covariance(Sigma, "Sigma")
     radii = check_radius(r)
-    d = S.shape[0]
-    _, p = _precision_diag(S)
-    out = np.zeros((radii.size, d))
-    for k, rr in enumerate(np.atleast_1d(radii)):
-        if rr >= d - 1:
-            continue
-        B = window_blocks(S, int(rr))
-        _, _, centre = _window_index(d, int(rr))
-        e = np.zeros((d, B.shape[-1], 1))
-        e[np.arange(d), centre, 0] = 1.0
-        loc = np.linalg.solve(B, e)[np.arange(d), centre, 0]
-        out[k] = np.maximum(p - loc, 0.0)
-    return out[0] if radii.ndim == 0 else out
+    R = int(np.max(radii, initial=0))
+    Sb, p, _ = _sigma_band_and_pdiag(Sigma, R)
+    opt, _ = _window_errors(Sb, p, np.atleast_1d(radii))
+    return opt[0] if radii.ndim == 0 else opt
+
+
+@dataclass(frozen=True)
+class OULocalizationError:
+    """Per-component optimal and truncation errors of the OU score at one time (SPEC B3).
+
+    ``optimal[k, i] = e_i(radii[k])`` and ``truncation[k, i] = q_i^T Sigma_t q_i``.
+    """
+
+    radii: np.ndarray
+    optimal: np.ndarray
+    truncation: np.ndarray
+
+    def to_frame(self):
+        """Tidy table: one row per radius and component (``r``, ``i``, ``optimal``, ``truncation``)."""
+        import pandas as pd
+
+        n_r, d = self.optimal.shape
+        return pd.DataFrame({"r": np.repeat(self.radii, d), "i": np.tile(np.arange(d), n_r),
+                             "optimal": self.optimal.ravel(), "truncation": self.truncation.ravel()})
+
+
+def ou_localization_error(P0: Any, t: float, r: Any) -> OULocalizationError:
+    """Localization errors of the OU score at time ``t`` from the precision ``P_0`` (SPEC B2-B3), any ``d``.
+
+    Needs only the band of ``Sigma_t`` of half-width ``2R``
+    (:func:`~locality.forward.ou_covariance_band`) and the band of ``P_t`` of
+    half-width ``R`` (:func:`~locality.forward.ou_precision`), ``R = max(r)``:
+    ``Sigma_t`` is never formed.  Time ``O(d (b + 2R)^2 + d R^3)``, memory ``O(d (b + R))``
+    plus one chunk of windows.
+
+    Parameters
+    ----------
+    P0 : BandedMatrix or array of shape (d, d)
+        Symmetric positive definite precision at ``t = 0`` (dense: read with its bandwidth).
+    t : float
+        Time ``>= 0``.
+    r : int or array of shape (n_r,)
+        Radii ``>= 0``.
+
+    Returns
+    -------
+    OULocalizationError
+        ``optimal`` and ``truncation`` of shape (n_r, d) (equal, for dense
+        input, to :func:`localization_error` and :func:`truncation_error` of
+        ``ou_covariance(inv(P0), t)`` to rounding).
+    """
+    P0 = _as_banded_precision(P0)
+    t = check_times(t)
+    if t.ndim != 0:
+        raise ValueError(f"t must be a scalar time, got shape {t.shape}")
+    radii = np.atleast_1d(check_radius(r))
+    d = P0.d
+    R = int(min(radii.max(initial=0), d - 1))
+    Sb = ou_covariance_band(P0, float(t), min(2 * R, d - 1))
+    Pb = ou_precision(P0, float(t), half_width=R)
+    opt, trunc = _window_errors(Sb, Pb.data[0], radii, Pb)
+    return OULocalizationError(radii, opt, trunc)
 
 
 def truncation_error(Sigma: Any, r: Any) -> np.ndarray:
@@ -181,6 +305,12 @@ def truncation_error(Sigma: Any, r: Any) -> np.ndarray:
     ``q_i`` is row ``i`` of ``P`` with the band ``|i - j| <= r`` set to zero.
     Same shapes as :func:`localization_error`.
     """
+    if isinstance(Sigma, BandedMatrix):  # banded: (B Sigma B)_ii - P_ii, module docstring
+        radii = check_radius(r)
+        R = int(np.max(radii, initial=0))
+        Sb, p, _ = _sigma_band_and_pdiag(Sigma, R)
+        _, trunc = _window_errors(Sb, p, np.atleast_1d(radii), band_inverse(Sigma, min(R, Sigma.d - 1)))
+        return trunc[0] if radii.ndim == 0 else trunc
     S = check_covariance(Sigma, "Sigma")
     radii = check_radius(r)
     d = S.shape[0]
@@ -194,7 +324,8 @@ def truncation_error(Sigma: Any, r: Any) -> np.ndarray:
     return out[0] if radii.ndim == 0 else out
 
 
-class LocalizationDecomposition(NamedTuple):
+@dataclass(frozen=True)
+class LocalizationDecomposition:
     """Per-component terms of the Pythagorean identity ``truncation = optimal + distance`` (SPEC B3)."""
 
     optimal: np.ndarray
