@@ -1,0 +1,407 @@
+r"""The MoLRG paper's real-image observations on scikit-learn's bundled digits (issue 14).
+
+The paper shows with U-Nets on CIFAR-10, CelebA, FFHQ, AFHQ and MetFaces (GPUs)
+that image data lie near a union of low-dimensional subspaces (figure 1a), that
+a trained denoiser's Jacobian is low rank (figure 3a), that data of smaller
+intrinsic dimension need fewer samples to generalize (figure 5b) and that the
+Jacobian's leading singular vectors edit an image (figures 6 and 9).  Here the
+same measurements run on a laptop on :func:`molrg.data.load_digits` (1797
+images of 8 x 8 pixels, ``n = 64``, 10 classes, scaled to ``[0, 1]``), with the
+EDM-preconditioned MLP denoiser of :mod:`molrg.mlp` in place of a U-Net.
+
+``digits-union-of-subspaces`` (figure 1a)
+    K-subspaces (``K = 10``, every ``d_k = d``, swept; spectral start with ``q``
+    neighbours) on all 1797 images: clustering accuracy (Hungarian matched) and
+    NMI beside scikit-learn's KMeans and SpectralClustering on the same images;
+    fitted again to a stratified training split, the held-out relative
+    reconstruction error
+    ``mean_i min_k ||x_i - P_k x_i||^2 / mean_i ||x_i||^2`` of the union against
+    one subspace (PCA of the same split) of dimension ``d`` (the same
+    coefficients per image), ``2 d`` and ``K d`` (the same total dimension), and
+    the oracle (PCA of each true class).  The per-class energy ranks and
+    explained-energy curves are computed from the data in the figure.
+``digits-jacobian-rank`` (figure 3a)
+    Energy rank (paper eq. 46, threshold 0.99) of the denoiser's Jacobian along
+    18-step Heun trajectories against ``SNR = 1/sigma``, as a ratio to ``n``:
+    the trained MLP, the same network untrained (the mechanism switched off),
+    and the closed-form posterior of the MoLRG fitted by K-subspaces (bases and
+    cluster weights), whose rank is at most ``sum_k d_k`` (Lemma 2).
+``digits-generalization`` (figure 5b)
+    GL score (SPEC A9; pixel-space nearest neighbours in place of the paper's
+    copy-detection descriptor) of MLPs trained on N images of a subset (one
+    class, two classes, all ten), each subset's energy rank in the legend.
+``digits-semantic-editing`` (figures 6 and 9)
+    At a middle level of the Heun sampler, move the point along the leading
+    right singular vectors of the trained denoiser's Jacobian (and along random
+    unit directions) with a range of strengths, finish the sampling, and
+    measure the change of the final image per unit strength.
+
+How this differs from the paper: 8 x 8 digits instead of 32 x 32 to 1024 x 1024
+photographs; a 3-layer MLP (about 100k parameters) trained for a few thousand
+Adam steps on 2 CPU cores instead of a U-Net; pixel distances for GL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..params import Parameters, param
+from ..registry import Experiment, Task, register
+
+SUBSETS = {"one class": (1,), "two classes": (1, 7), "ten classes": tuple(range(10))}
+
+
+def _params(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The fixed parameters of a sweep configuration (``config["params"]``), or the mapping itself."""
+    return config.get("params", config) if hasattr(config, "get") else config
+
+
+def _level_columns(table, prefix: str) -> list[str]:
+    cols = [c for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
+    return sorted(cols, key=lambda c: int(c[len(prefix):]))
+
+
+# =========================================================================== 1. union of subspaces
+@dataclass(frozen=True, kw_only=True)
+class UnionParameters(Parameters):
+    d: int = param(ge=1, le=6, help="dimension d_k = d of every K-subspaces component (swept)")
+    K: int = param(10, ge=1, le=20, help="number of subspaces (10: one per digit)")
+    q: int = param(5, ge=1, help="neighbours of K-subspaces' spectral start (5 gives the largest KSS objective of 3, 5, 10)")
+    test_size: float = param(0.3, gt=0.0, lt=1.0, help="held-out fraction (stratified split, per trial)")
+    kmeans_n_init: int = param(10, ge=1, help="restarts of the KMeans baseline")
+    spectral_neighbors: int = param(10, ge=2, help="neighbours of the SpectralClustering baseline's affinity graph")
+
+
+def _residual(bases, X) -> float:
+    """Relative reconstruction error ``mean_i min_k ||x_i - P_k x_i||^2 / mean_i ||x_i||^2``."""
+    energy = np.stack([((X @ U) ** 2).sum(-1) for U in bases], -1).max(-1)
+    total = (X**2).sum(-1)
+    return float((total - energy).mean() / total.mean())
+
+
+def run_union(tasks: Sequence[Task]) -> list[dict]:
+    """K-subspaces, KMeans and SpectralClustering on all images; held-out residuals of fits to a training split."""
+    import warnings
+
+    from sklearn.cluster import KMeans, SpectralClustering
+    from sklearn.metrics import normalized_mutual_info_score
+    from sklearn.model_selection import train_test_split
+
+    from molrg import KSubspaces, pca_subspace
+    from molrg.data import clustering_accuracy, load_digits
+
+    data = load_digits()
+    rows = []
+    for task in tasks:
+        p = task.params
+        seed = int(task.rng.integers(2**31 - 1))
+        Xtr, Xte, ytr, yte = train_test_split(data.X, data.labels, test_size=float(p["test_size"]),
+                                              stratify=data.labels, random_state=seed)
+        K, d = int(p["K"]), int(p["d"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a K-subspaces run that hits max_iter is still a clustering
+            kss = KSubspaces([d] * K, q=int(p["q"]), random_state=seed).fit(data.X)  # clustering: all images
+            kss_train = KSubspaces([d] * K, q=int(p["q"]), random_state=seed).fit(Xtr)  # held-out error
+        km = KMeans(K, n_init=int(p["kmeans_n_init"]), random_state=seed).fit(data.X)
+        sc = SpectralClustering(K, affinity="nearest_neighbors", n_neighbors=int(p["spectral_neighbors"]),
+                                random_state=seed).fit(data.X)
+        oracle = [pca_subspace(Xtr[ytr == c], d) for c in np.unique(ytr)]
+        row: dict[str, Any] = {"n_train": int(len(Xtr)), "n_test": int(len(Xte))}
+        for name, labels in (("kss", kss.labels_), ("kmeans", km.labels_), ("spectral", sc.labels_)):
+            row[f"{name}_accuracy"] = clustering_accuracy(data.labels, labels)
+            row[f"{name}_nmi"] = float(normalized_mutual_info_score(data.labels, labels))
+        row["heldout_union"] = _residual(kss_train.bases_, Xte)
+        row["heldout_oracle"] = _residual(oracle, Xte)
+        for label, dim in (("pca_d", d), ("pca_2d", 2 * d), ("pca_Kd", K * d)):
+            row[f"heldout_{label}"] = _residual([pca_subspace(Xtr, min(dim, data.n))], Xte)
+        row["train_union"] = _residual(kss_train.bases_, Xtr)
+        row["kss_n_iter"] = int(kss.n_iter_)
+        rows.append(row)
+    return rows
+
+
+def _class_dimensions(threshold: float = 0.99) -> dict:
+    """Energy rank (eq. 46) of each digit class, uncentered (linear) and centered (affine)."""
+    from molrg.data import intrinsic_dimension, load_digits
+
+    data = load_digits()
+    out = {}
+    for c in data.classes:
+        Xc = data.X[data.labels == c]
+        out[int(c)] = (intrinsic_dimension(Xc, threshold=threshold), intrinsic_dimension(Xc, threshold=threshold, center=True))
+    out["all"] = (intrinsic_dimension(data.X, threshold=threshold), intrinsic_dimension(data.X, threshold=threshold, center=True))
+    return out
+
+
+def plot_union(table, config: Mapping[str, Any]):
+    """(a) accuracy / NMI against d; (b) held-out error: union vs one subspace; (c) per-class energy curves."""
+    import matplotlib.pyplot as plt
+
+    from molrg.data import energy_curve, load_digits
+
+    p = _params(config)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    g = table.groupby("d")
+    ds = np.asarray(sorted(table["d"].unique()), float)
+    ax = axes[0]
+    for metric, ls in (("accuracy", "-"), ("nmi", "--")):
+        ax.plot(ds, g[f"kss_{metric}"].mean().to_numpy(), "o" + ls, color="C0", label=f"K-subspaces {metric}")
+        for name, color in (("kmeans", "C1"), ("spectral", "C2")):
+            ax.axhline(table[f"{name}_{metric}"].mean(), color=color, ls=ls, lw=1,
+                       label=f"{'KMeans' if name == 'kmeans' else 'SpectralClustering'} {metric}")
+    ax.set_xlabel("subspace dimension d (every component)")
+    ax.set_ylabel("score (all 1797 images)")
+    ax.set_title(f"Clustering the digits, K = {p.get('K', 10)}", fontsize=9)
+    ax.legend(fontsize=6)
+    ax = axes[1]
+    for col, label, style in (("heldout_union", "union of K subspaces of dim d", "o-"),
+                              ("heldout_oracle", "oracle: PCA per true class, dim d", "x:"),
+                              ("heldout_pca_d", "one subspace, dim d", "s--"),
+                              ("heldout_pca_2d", "one subspace, dim 2d", "^--"),
+                              ("heldout_pca_Kd", "one subspace, dim K d", "v--")):
+        ax.plot(ds, g[col].mean().to_numpy(), style, ms=4, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("d")
+    ax.set_ylabel("held-out relative reconstruction error")
+    ax.set_title("Union of subspaces vs one subspace (held out)", fontsize=9)
+    ax.legend(fontsize=6)
+    ax = axes[2]
+    data = load_digits()
+    dims = _class_dimensions()
+    for c in data.classes:
+        curve = energy_curve(data.X[data.labels == c])
+        ax.plot(np.arange(1, curve.size + 1), curve, lw=1, label=f"digit {c}: energy rank {dims[int(c)][0]} ({dims[int(c)][1]} centered)")
+    curve = energy_curve(data.X)
+    ax.plot(np.arange(1, curve.size + 1), curve, "k--", lw=1.2, label=f"all digits: {dims['all'][0]} ({dims['all'][1]} centered)")
+    ax.axhline(0.99, color="0.5", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("number of directions r")
+    ax.set_ylabel("sqrt(cumsum s^2) / ||s||")
+    ax.set_title("Explained energy per class (eq. 46 threshold 0.99)", fontsize=9)
+    ax.legend(fontsize=5)
+    fig.tight_layout()
+    return fig
+
+
+def summarize_union(table, config: Mapping[str, Any]) -> dict:
+    """Accuracy and NMI of the three clusterings, held-out errors per d, per-class energy ranks."""
+    out: dict[str, Any] = {}
+    g = table.groupby("d")
+    best_d = int(g["kss_accuracy"].mean().idxmax())
+    out["kss_best_d"] = best_d
+    for name in ("kss", "kmeans", "spectral"):
+        rows = table[table["d"] == best_d] if name == "kss" else table
+        out[f"{name}_accuracy"] = float(rows[f"{name}_accuracy"].mean())
+        out[f"{name}_nmi"] = float(rows[f"{name}_nmi"].mean())
+    for d, rows in g:
+        out[f"kss_accuracy_d{d}"] = float(rows["kss_accuracy"].mean())
+        for col in ("union", "pca_d", "pca_2d", "pca_Kd", "oracle"):
+            out[f"heldout_{col}_d{d}"] = float(rows[f"heldout_{col}"].mean())
+    out["union_beats_pca_d_everywhere"] = bool((table["heldout_union"] < table["heldout_pca_d"]).all())
+    out["union_beats_pca_2d_everywhere"] = bool((table["heldout_union"] < table["heldout_pca_2d"]).all())
+    out["union_beats_pca_Kd_anywhere"] = bool((table["heldout_union"] < table["heldout_pca_Kd"]).any())
+    dims = _class_dimensions()
+    out["class_energy_rank"] = {str(k): v[0] for k, v in dims.items()}
+    out["class_energy_rank_centered"] = {str(k): v[1] for k, v in dims.items()}
+    return out
+
+
+UNION = register(
+    Experiment(
+        name="digits-union-of-subspaces",
+        description="Digits: K-subspaces vs KMeans / SpectralClustering, held-out union vs one subspace, per-class energy ranks (fig. 1a)",
+        run=run_union,
+        parameters=UnionParameters,
+        grid={"d": [1, 2, 3, 4, 6]},
+        quick_grid={"d": [2, 4]},
+        trials=2,
+        quick_trials=1,
+        chunk_by=None,
+        plot=plot_union,
+        summarize=summarize_union,
+        doc=__doc__,
+        family="digits",
+    )
+)
+
+
+# =========================================================================== shared: the trained denoiser
+def _train_mlps(sets, p, seed):
+    """MLP denoisers (EDM preconditioning, :func:`molrg.train_mlp_denoiser`) on each training set, as one ensemble."""
+    from molrg.mlp import train_mlp_denoiser
+
+    return train_mlp_denoiser(list(sets), width=int(p["width"]), depth=int(p["depth"]), steps=int(p["steps"]),
+                              batch_size=int(p["batch_size"]), lr=float(p["lr"]), random_state=int(seed))
+
+
+def _sigmas(p):
+    from molrg import karras_sigmas
+
+    return karras_sigmas(int(p["n_steps"]), float(p["sigma_min"]), float(p["sigma_max"]), float(p["rho"]), append_zero=True)
+
+
+def _fitted_molrg(X, p, seed):
+    """The MoLRG fitted to ``X`` by K-subspaces: its bases and the cluster proportions as weights."""
+    import warnings
+
+    from molrg import KSubspaces, MoLRG
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kss = KSubspaces([int(p["d"])] * int(p["K"]), q=int(p["q"]), random_state=int(seed)).fit(X)
+    counts = np.bincount(kss.labels_, minlength=int(p["K"])).astype(float) + 1.0  # +1: no empty component
+    return MoLRG(kss.bases_, counts / counts.sum())
+
+
+# =========================================================================== 2. Jacobian rank
+DENOISERS = ("mlp", "untrained_mlp", "closed_form")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JacobianParameters(Parameters):
+    denoiser: str = param(choices=DENOISERS, help="trained MLP, the same MLP untrained, or the fitted MoLRG's closed form")
+    width: int = param(256, ge=1, help="MLP hidden width")
+    depth: int = param(3, ge=1, help="MLP hidden layers")
+    steps: int = param(1500, ge=1, help="Adam steps of the MLP")
+    batch_size: int = param(128, ge=1, help="MLP mini-batch")
+    lr: float = param(2e-3, gt=0.0, help="Adam learning rate (cosine-decayed)")
+    n_samples: int = param(8, ge=1, help="Heun trajectories per trial")
+    n_steps: int = param(18, ge=1, help="levels of the Karras grid (EDM: 18)")
+    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
+    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
+    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
+    threshold: float = param(0.99, gt=0.0, lt=1.0, help="energy fraction of the energy rank (paper eq. 46)")
+    d: int = param(4, ge=1, le=6, help="dimension of every component of the fitted MoLRG")
+    K: int = param(10, ge=1, le=20, help="components of the fitted MoLRG")
+    q: int = param(5, ge=1, help="neighbours of K-subspaces' spectral start")
+    band_sigma_min: float = param(0.1, gt=0.0, help="lower end of the middle noise band")
+    band_sigma_max: float = param(10.0, gt=0.0, help="upper end of the middle noise band")
+
+    def validate(self):
+        if self.sigma_max <= self.sigma_min:
+            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}, got {self.sigma_max}")
+        if self.band_sigma_max <= self.band_sigma_min:
+            raise ValueError(f"band_sigma_max must be > band_sigma_min = {self.band_sigma_min}, got {self.band_sigma_max}")
+
+
+def run_jacobian(tasks: Sequence[Task]) -> list[dict]:
+    """Energy ranks along Heun trajectories; the trained MLPs of a chunk train as one ensemble on all digits."""
+    import torch
+
+    from molrg.data import load_digits
+    from molrg.jacobian import rank_along_trajectory
+    from molrg.mlp import MLPDenoiser
+    from molrg.sampling import closed_form_denoiser
+
+    if not tasks:
+        return []
+    data = load_digits()
+    X = data.X
+    p0 = tasks[0].params
+    trained = [t for t in tasks if t.params["denoiser"] == "mlp"]
+    nets = {}
+    if trained:
+        res = _train_mlps([X] * len(trained), p0, trained[0].seed)
+        nets = {id(t): res.denoiser(e) for e, t in enumerate(trained)}
+    cf_tasks = [t for t in tasks if t.params["denoiser"] == "closed_form"]
+    model = _fitted_molrg(X, p0, cf_tasks[0].seed) if cf_tasks else None
+    sig = _sigmas(p0)
+    rows = []
+    for task in tasks:
+        p, rng = task.params, task.rng
+        kind = p["denoiser"]
+        if kind == "mlp":
+            den, dtype, bound = nets[id(task)], torch.float32, data.n
+        elif kind == "untrained_mlp":
+            net = MLPDenoiser(data.n, width=int(p["width"]), depth=int(p["depth"]),
+                              sigma_data=float(np.sqrt(np.mean(X**2))), random_state=task.seed)
+            den, dtype, bound = net.member(0), torch.float32, data.n
+        elif kind == "closed_form":
+            den, dtype, bound = closed_form_denoiser(model), torch.float64, int(sum(model.dims))
+        else:  # pragma: no cover - the parameters' choices
+            raise ValueError(f"denoiser must be one of {list(DENOISERS)}, got {kind!r}")
+        x_T = torch.as_tensor(rng.standard_normal((int(p["n_samples"]), data.n)) * float(sig[0]), dtype=dtype)
+        traj = rank_along_trajectory(den, x_T, sigmas=sig, threshold=float(p["threshold"]))
+        ratio = traj.rank_ratio
+        band = (traj.sigma >= float(p["band_sigma_min"])) & (traj.sigma <= float(p["band_sigma_max"]))
+        row: dict[str, Any] = {
+            "rank_bound": bound,
+            "rank_max": int(traj.energy_rank.max()),
+            "band_min_ratio": float(ratio[band].min()),
+            "band_mean_ratio": float(ratio[band].mean()),
+        }
+        for i, (s, r) in enumerate(zip(traj.sigma, ratio)):
+            row[f"sigma_{i}"] = float(s)
+            row[f"rank_ratio_{i}"] = float(r)
+        rows.append(row)
+    return rows
+
+
+def plot_jacobian(table, config: Mapping[str, Any]):
+    """Energy-rank ratio against SNR = 1/sigma per denoiser, the middle band shaded, Lemma 2's bound (fig. 3a)."""
+    import matplotlib.pyplot as plt
+
+    p = _params(config)
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    labels = {"mlp": "trained MLP", "untrained_mlp": "untrained MLP", "closed_form": "fitted MoLRG, closed form"}
+    for kind, style in (("mlp", "o-"), ("untrained_mlp", "x:"), ("closed_form", "s--")):
+        rows = table[table["denoiser"] == kind]
+        if not len(rows):
+            continue
+        rc, sc = _level_columns(rows, "rank_ratio_"), _level_columns(rows, "sigma_")
+        y = rows[rc].to_numpy(float)
+        snr = 1.0 / rows[sc].to_numpy(float).mean(0)
+        ax.plot(snr, y.mean(0), style, ms=3, label=labels[kind])
+        if len(rows) > 1:
+            ax.fill_between(snr, y.min(0), y.max(0), alpha=0.15)
+    bound = table.loc[table["denoiser"] == "closed_form", "rank_bound"]
+    if len(bound):
+        ax.axhline(float(bound.max()) / 64, color="k", lw=0.8, ls="--", label="Lemma 2 bound sum_k d_k / n")
+    lo, hi = float(p.get("band_sigma_min", 0.1)), float(p.get("band_sigma_max", 10.0))
+    ax.axvspan(1.0 / hi, 1.0 / lo, color="0.9", zorder=0, label="middle band")
+    ax.set_xscale("log")
+    ax.set_xlabel("SNR = 1 / sigma")
+    ax.set_ylabel("energy rank / n (n = 64)")
+    ax.set_title(f"Digits: denoiser Jacobian rank along Heun trajectories (MLP width {p.get('width')}, "
+                 f"{p.get('steps')} steps)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def summarize_jacobian(table, config: Mapping[str, Any]) -> dict:
+    """Per denoiser: smallest and mean rank ratio in the middle band, largest rank; the closed form's bound."""
+    out: dict[str, Any] = {}
+    for kind, rows in table.groupby("denoiser"):
+        out[f"{kind}_band_min_ratio"] = float(rows["band_min_ratio"].min())
+        out[f"{kind}_band_mean_ratio"] = float(rows["band_mean_ratio"].mean())
+        out[f"{kind}_rank_max"] = int(rows["rank_max"].max())
+    cf = table[table["denoiser"] == "closed_form"]
+    if len(cf):
+        out["closed_form_rank_bound"] = int(cf["rank_bound"].max())
+        out["closed_form_bound_violations"] = int((cf["rank_max"] > cf["rank_bound"]).sum())
+    return out
+
+
+JACOBIAN = register(
+    Experiment(
+        name="digits-jacobian-rank",
+        description="Digits: energy rank of a trained MLP denoiser's Jacobian vs SNR, beside the untrained MLP and the fitted MoLRG (fig. 3a)",
+        run=run_jacobian,
+        parameters=JacobianParameters,
+        grid={"denoiser": list(DENOISERS)},
+        quick_grid={"denoiser": list(DENOISERS)},
+        quick_params={"width": 128, "steps": 600, "n_samples": 4},
+        trials=2,
+        quick_trials=1,
+        chunk_by=(),
+        plot=plot_jacobian,
+        summarize=summarize_jacobian,
+        doc=__doc__,
+        family="digits",
+    )
+)
