@@ -39,6 +39,8 @@ _EXPORTS = {
     "radius_from_profile": "forward",
     "ou_effective_radius": "forward",
     "decay_rate": "forward",
+    "decay_fit": "forward",
+    "DecayFit": "forward",
     # localization error (B3)
     "localization_error": "localization",
     "truncation_error": "localization",
@@ -56,6 +58,8 @@ _EXPORTS = {
     "relative_covariance_error": "ddpm",
     "entrywise_error": "ddpm",
     "tradeoff_curve": "ddpm",
+    "covariance_errors": "ddpm",
+    "gaussian_samples": "ddpm",
     # CIR time series with a localized neural score (B5)
     "simulate_cir": "cir",
     "cir_stationary": "cir",

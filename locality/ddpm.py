@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from molrg.utils import check_choice, check_int, check_matrix, check_random_state
+from molrg._validation import check_choice, check_int, check_matrix, check_random_state
 
 from .localization import _rows_to_dense, _window_index, check_radius, window_blocks
 from .precision import check_covariance
@@ -51,6 +51,8 @@ __all__ = [
     "relative_covariance_error",
     "entrywise_error",
     "tradeoff_curve",
+    "covariance_errors",
+    "gaussian_samples",
     "METHODS",
 ]
 
@@ -316,9 +318,88 @@ def entrywise_error(Sigma_gen: Any, Sigma: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the trade-off curve
-def _gaussian_draws(Sigma: np.ndarray, n_draws: int, N: int, rng: np.random.Generator) -> np.ndarray:
-    L = np.linalg.cholesky(Sigma)
-    return rng.standard_normal((n_draws, N, Sigma.shape[0])) @ L.T
+def _generators(random_state: Any, n: int) -> list[np.random.Generator]:
+    """One generator per problem: a sequence of ``n`` seeds/generators, or one source split ``n`` ways in order."""
+    if isinstance(random_state, (list, tuple)):
+        if len(random_state) != n:
+            raise ValueError(f"random_state must hold one seed or generator per problem ({n}), got {len(random_state)}")
+        return [check_random_state(g) for g in random_state]
+    rng = check_random_state(random_state)
+    return [rng] * n
+
+
+def gaussian_samples(Sigma: Any, n_samples: int, *, random_state: Any = None) -> np.ndarray:
+    """``n_samples`` draws from ``N(0, Sigma)`` by Cholesky, shape ``(..., n_samples, d)`` (batched ``Sigma``).
+
+    The output of the backward chain of :func:`sample_backward` is exactly
+    ``N(0, generated_covariance(score))`` (everything is linear and Gaussian),
+    so drawing from it directly samples the chain's law at the cost of one
+    Cholesky instead of ``T`` steps (issue 16; the chain itself is checked
+    against this in the ``formula-checks`` experiment).  ``random_state``: one
+    source, or a sequence with one per leading problem (one stream each).
+    """
+    S = np.asarray(Sigma, dtype=np.float64)
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise ValueError(f"Sigma must have shape (..., d, d), got shape {S.shape}")
+    n = check_int("n_samples", n_samples, low=1)
+    L = np.linalg.cholesky(S)
+    d = S.shape[-1]
+    flat = L.reshape((-1, d, d))
+    rngs = _generators(random_state, flat.shape[0])
+    Z = np.stack([rng.standard_normal((n, d)) for rng in rngs])
+    return (Z @ np.swapaxes(flat, -1, -2)).reshape(S.shape[:-2] + (n, d))
+
+
+def covariance_errors(
+    Sigma: Any,
+    Sigma_hat: Any,
+    *,
+    method: str,
+    r: int,
+    schedule: DDPMSchedule | None = None,
+    n_generated: int = 0,
+    random_state: Any = None,
+) -> dict[str, np.ndarray]:
+    """Relative covariance errors (eq. 4.6) of the localized and the non-localized DDPM, one per data set (SPEC B4).
+
+    The one trade-off pipeline: :func:`tradeoff_curve` and the ``locality-tradeoff``
+    experiment both call it.
+
+    Parameters
+    ----------
+    Sigma : array of shape (d, d)
+        True covariance.
+    Sigma_hat : array of shape (B, d, d)
+        Empirical covariances of ``B`` data sets.
+    method : {"truncate", "marginal"}
+    r : int
+        Radius ``>= 0``.
+    n_generated : int, default 0
+        With ``> 0``: also the error of the sample covariance of that many draws
+        from the generated law (:func:`gaussian_samples`).
+    random_state : None, int, Generator, or a sequence of ``B`` of them
+
+    Returns
+    -------
+    dict with ``"exact"``, ``"nonlocal"`` (each ``(B,)``), ``"Sigma_gen"`` ``(B, d, d)``,
+    and with ``n_generated > 0`` ``"sampled"`` and ``"nonlocal_sampled"`` ``(B,)``.
+    """
+    S = check_covariance(Sigma, "Sigma")
+    method = check_choice("method", method, ("truncate", "marginal"))
+    n_generated = check_int("n_generated", n_generated, low=0)
+    Sh = _check_psd("Sigma_hat", Sigma_hat)
+    if Sh.ndim != 3:
+        raise ValueError(f"Sigma_hat must have shape (B, d, d), got shape {Sh.shape}")
+    C = generated_covariance(LinearScore(Sh, schedule=schedule, method=method, r=r))
+    C_ref = generated_covariance(LinearScore(Sh, schedule=schedule, method="none"))
+    out = {"exact": relative_covariance_error(C, S), "nonlocal": relative_covariance_error(C_ref, S), "Sigma_gen": C}
+    if n_generated:
+        rngs = _generators(random_state, Sh.shape[0])
+        Xg = gaussian_samples(C, n_generated, random_state=rngs)
+        Xr = gaussian_samples(C_ref, n_generated, random_state=rngs)
+        out["sampled"] = relative_covariance_error(empirical_covariance(Xg), S)
+        out["nonlocal_sampled"] = relative_covariance_error(empirical_covariance(Xr), S)
+    return out
 
 
 def tradeoff_curve(
@@ -336,8 +417,9 @@ def tradeoff_curve(
 
     ``n_draws`` data sets of ``N`` samples from ``N(0, Sigma)``; for each, the
     exact generated covariance for every radius (batched over the draws), and
-    the non-localized reference.  With ``n_generated > 0`` also the error of
-    the sample covariance of that many generated samples.
+    the non-localized reference (:func:`covariance_errors`).  With
+    ``n_generated > 0`` also the error of the sample covariance of that many
+    draws from the generated law.
 
     Returns
     -------
@@ -352,18 +434,16 @@ def tradeoff_curve(
     n_draws = check_int("n_draws", n_draws, low=1)
     n_generated = check_int("n_generated", n_generated, low=0)
     rng = check_random_state(random_state)
-    Sh = empirical_covariance(_gaussian_draws(S, n_draws, N, rng))
-    out = {"exact": np.empty((n_draws, radii.size))}
-    ref = LinearScore(Sh, schedule=schedule, method="none")
-    out["nonlocal"] = relative_covariance_error(generated_covariance(ref), S)
+    Sh = empirical_covariance(gaussian_samples(np.broadcast_to(S, (n_draws,) + S.shape), N, random_state=rng))
+    out: dict[str, np.ndarray] = {"exact": np.empty((n_draws, radii.size))}
     if n_generated:
         out["sampled"] = np.empty((n_draws, radii.size))
-        Xg = sample_backward(ref, n_generated, random_state=rng)
-        out["nonlocal_sampled"] = relative_covariance_error(empirical_covariance(Xg), S)
     for j, r in enumerate(radii):
-        sc = LinearScore(Sh, schedule=schedule, method=method, r=int(r))
-        out["exact"][:, j] = relative_covariance_error(generated_covariance(sc), S)
+        res = covariance_errors(S, Sh, method=method, r=int(r), schedule=schedule, n_generated=n_generated,
+                                random_state=rng)
+        out["exact"][:, j] = res["exact"]
+        out["nonlocal"] = res["nonlocal"]
         if n_generated:
-            Xg = sample_backward(sc, n_generated, random_state=rng)
-            out["sampled"][:, j] = relative_covariance_error(empirical_covariance(Xg), S)
+            out["sampled"][:, j] = res["sampled"]
+            out["nonlocal_sampled"] = res["nonlocal_sampled"]
     return out

@@ -30,11 +30,12 @@ left out).  The profile and ``r_eff`` widen ``R`` automatically (doubling) until
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from molrg.utils import check_int, check_real
+from molrg._validation import check_int, check_real
 
 from .banded import BandedMatrix, band_inverse, band_product
 from .precision import check_covariance, check_precision
@@ -50,6 +51,8 @@ __all__ = [
     "radius_from_profile",
     "ou_effective_radius",
     "decay_rate",
+    "decay_fit",
+    "DecayFit",
 ]
 
 
@@ -268,7 +271,9 @@ def _band_profile_widening(P0: BandedMatrix, t: np.ndarray, stop: float) -> np.n
     return out
 
 
-def ou_profile(P0: Any, t: Any, *, max_radius: int | None = None, chunk: int = 8) -> np.ndarray:
+def ou_profile(
+    P0: Any, t: Any, *, max_radius: int | None = None, chunk: int = 8, floor: float = PROFILE_FLOOR
+) -> np.ndarray:
     """Off-diagonal profile ``m_r(t)`` of ``P_t`` for many times at once (SPEC B2).
 
     Dense ``P0``: one eigendecomposition.  With ``max_radius=None`` every ``r``
@@ -279,8 +284,8 @@ def ou_profile(P0: Any, t: Any, *, max_radius: int | None = None, chunk: int = 8
 
     Banded ``P0`` (:class:`~locality.banded.BandedMatrix`, any ``d``): the band
     of each ``P_t`` (module docstring), ``O(d (b + R)^2)`` per time.  With
-    ``max_radius=None`` the band is widened until ``m_R < 1e-12 m_0``
-    (:data:`PROFILE_FLOOR`) and the entries beyond are reported as 0.
+    ``max_radius=None`` the band is widened until ``m_R < floor m_0`` (default
+    ``1e-12``, :data:`PROFILE_FLOOR`) and the entries beyond are reported as 0.
 
     Returns
     -------
@@ -291,7 +296,7 @@ def ou_profile(P0: Any, t: Any, *, max_radius: int | None = None, chunk: int = 8
         t = check_times(t)
         tt = np.atleast_1d(t)
         if max_radius is None:
-            out = _band_profile_widening(P0, tt, PROFILE_FLOOR)
+            out = _band_profile_widening(P0, tt, check_real("floor", floor, low=0.0, high=1.0, low_open=True))
         else:
             R = check_int("max_radius", max_radius, low=0, high=P0.d - 1)
             out = _ou_profile_band(P0, tt, R)
@@ -397,6 +402,48 @@ def ou_effective_radius(P0: Any, t: Any, eps: float = 1e-3, *, max_radius: int |
         r = radius_from_profile(_band_profile_widening(P0, np.atleast_1d(t), eps), eps)
         return r[0] if t.ndim == 0 else r
     return radius_from_profile(ou_profile(P0, t, max_radius=max_radius), eps)
+
+
+@dataclass(frozen=True)
+class DecayFit:
+    """Least-squares fits of a profile ``m_r`` (SPEC B2, Theorem 2.1): exponential against power law.
+
+    ``rate``: ``c`` of ``m_r ~ A e^{-c r}`` (fit of ``log m_r`` on ``r``);
+    ``exponential_rmse``: root-mean-square residual of that fit (natural log);
+    ``power_exponent``: ``p`` of ``m_r ~ A r^{-p}`` (fit of ``log m_r`` on ``log r``);
+    ``power_rmse``: its residual.  Theorem 2.1 predicts ``exponential_rmse < power_rmse``.
+    """
+
+    rate: float
+    exponential_rmse: float
+    power_exponent: float
+    power_rmse: float
+    n_points: int
+
+
+def decay_fit(m: Any, *, r_min: int = 1, r_max: int | None = None, floor: float = 1e-13) -> DecayFit:
+    """Exponential and power-law fits of a profile over ``r_min <= r <= r_max`` (``m_r > floor m_0`` only).
+
+    ``r_min >= 1`` (the power law needs ``log r``).  NaN fields when fewer than three radii are usable.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 1:
+        raise ValueError(f"m must be a 1-d profile, got shape {m.shape}")
+    R = m.size - 1
+    r_min = check_int("r_min", r_min, low=1, high=max(R, 1))
+    r_max = R if r_max is None else check_int("r_max", r_max, low=r_min, high=R)
+    r = np.arange(r_min, r_max + 1)
+    v = m[r_min : r_max + 1]
+    keep = v > floor * m[0]
+    if keep.sum() < 3:
+        nan = float("nan")
+        return DecayFit(nan, nan, nan, nan, int(keep.sum()))
+    y = np.log(v[keep])
+    fits = []
+    for x in (r[keep].astype(float), np.log(r[keep])):
+        coef = np.polyfit(x, y, 1)
+        fits.append((-float(coef[0]), float(np.sqrt(np.mean((np.polyval(coef, x) - y) ** 2)))))
+    return DecayFit(fits[0][0], fits[0][1], fits[1][0], fits[1][1], int(keep.sum()))
 
 
 def decay_rate(m: Any, *, r_min: int = 1, r_max: int | None = None, floor: float = 1e-13) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from molrg.utils import check_int, check_random_state, check_real
+from molrg._validation import check_int, check_random_state, check_real
 
 from .banded import BandedMatrix
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from molrg.utils import check_int, check_real
+from molrg._validation import check_int, check_real
 
 __all__ = ["DDPMSchedule"]
 
