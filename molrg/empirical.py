@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .utils import append_dims, check_int, check_matrix, is_torch
+from ._validation import append_dims, array_namespace, check_array, check_int, check_levels, check_matrix
 
 __all__ = ["empirical_posterior_mean", "EmpiricalDenoiser"]
 
@@ -72,43 +72,25 @@ def empirical_posterior_mean(X_train, x_t, scale, sigma, *, chunk_elements: int 
     array([1., 0.])
     """
     chunk_elements = check_int("chunk_elements", chunk_elements, low=1)
-    if is_torch(X_train):
-        X_train = X_train.detach().cpu().numpy()
     X_train = check_matrix("X_train", X_train)
     n = X_train.shape[1]
-    torch_in = is_torch(x_t)
-    if torch_in:
-        import torch
-
-        xp = torch
-        out_dtype = x_t.dtype if x_t.dtype.is_floating_point else torch.float32
-        dev = x_t.device
-        train = torch.as_tensor(X_train, dtype=torch.float64, device=dev)
-        x64 = x_t.to(torch.float64)
-        s = torch.as_tensor(scale, dtype=torch.float64, device=dev)
-        sg = torch.as_tensor(sigma, dtype=torch.float64, device=dev)
-    else:
-        xp = np
-        x_t = np.asarray(x_t)
-        out_dtype = x_t.dtype if x_t.dtype.kind == "f" else np.float64
-        train = X_train.astype(np.float64, copy=False)
-        x64 = x_t.astype(np.float64, copy=False)
-        s = np.asarray(scale, dtype=np.float64)
-        sg = np.asarray(sigma, dtype=np.float64)
-    if x64.ndim < 1 or x64.shape[-1] != n:
-        raise ValueError(f"x_t must have shape (..., {n}) to match X_train, got {tuple(x64.shape)}")
-    batch_shape = tuple(x64.shape[:-1])
-    for name, v in (("scale", s), ("sigma", sg)):
-        if v.ndim > len(batch_shape):
-            raise ValueError(f"{name} must be a scalar or broadcast over the leading axes of x_t, got shape {tuple(v.shape)}")
-        if not bool((v > 0).all()):
-            raise ValueError(f"{name} must be positive")
+    x_t = check_array("x_t", x_t, min_ndim=1, last=n, expected=f"(..., {n}) to match X_train")
+    xp = array_namespace(x_t)
+    batch_shape = tuple(x_t.shape[:-1])
+    s = check_levels("scale", scale, batch_shape, like=x_t)
+    sg = check_levels("sigma", sigma, batch_shape, like=x_t)
     s = append_dims(s, len(batch_shape))
     sg = append_dims(sg, len(batch_shape))
     if xp is np:
+        out_dtype = x_t.dtype
+        train = X_train.astype(np.float64, copy=False)
+        x64 = x_t.astype(np.float64, copy=False)
         s = np.broadcast_to(s, batch_shape).reshape(-1)
         sg = np.broadcast_to(sg, batch_shape).reshape(-1)
     else:
+        out_dtype = x_t.dtype if x_t.dtype.is_floating_point else xp.float32
+        train = xp.as_tensor(X_train, dtype=xp.float64, device=x_t.device)
+        x64 = x_t.to(xp.float64)
         s = s.expand(batch_shape).reshape(-1)
         sg = sg.expand(batch_shape).reshape(-1)
     flat = x64.reshape(-1, n)
@@ -122,7 +104,7 @@ def empirical_posterior_mean(X_train, x_t, scale, sigma, *, chunk_elements: int 
     if not parts:
         out = flat.astype(out_dtype) if xp is np else flat.to(out_dtype)
     else:
-        out = xp.concatenate(parts, 0) if xp is np else torch.cat(parts, 0)
+        out = xp.concatenate(parts, 0) if xp is np else xp.cat(parts, 0)
     return out.reshape(batch_shape + (n,))
 
 
@@ -144,8 +126,6 @@ class EmpiricalDenoiser:
     """
 
     def __init__(self, X_train: Any, *, chunk_elements: int = _DEFAULT_CHUNK):
-        if is_torch(X_train):
-            X_train = X_train.detach().cpu().numpy()
         self.X_train = check_matrix("X_train", X_train).astype(np.float64)
         self.chunk_elements = check_int("chunk_elements", chunk_elements, low=1)
 
@@ -153,7 +133,9 @@ class EmpiricalDenoiser:
     def n(self) -> int:
         return self.X_train.shape[1]
 
-    def __call__(self, x, scale, sigma):
+    def __call__(self, x, scale, sigma, **extra_args):
+        if extra_args:
+            raise TypeError(f"the empirical denoiser takes no extra arguments, got {sorted(extra_args)}")
         return empirical_posterior_mean(self.X_train, x, scale, sigma, chunk_elements=self.chunk_elements)
 
     def __repr__(self) -> str:

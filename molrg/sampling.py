@@ -49,6 +49,7 @@ it is drawn in.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -90,8 +91,6 @@ def get_sigmas_karras(n_steps: int = 18, sigma_min: float = 0.002, sigma_max: fl
 
     The Karras grid has one implementation, :func:`molrg.schedules.karras_sigmas`.
     """
-    import warnings
-
     warnings.warn(
         "get_sigmas_karras is deprecated; use molrg.karras_sigmas(steps, sigma_min, sigma_max, rho, append_zero=True)",
         FutureWarning,
@@ -504,8 +503,6 @@ def sample(
     """
     steps = deprecated_alias("n_steps", "steps", n_steps, steps, 18)
     if backend is not None:
-        import warnings
-
         warnings.warn("backend is deprecated in sample(); give dtype=np.float64 (numpy) or a torch dtype", FutureWarning, stacklevel=2)
     check_choice("solver", solver, SAMPLERS)
     kind = _array_kind(dtype, device, backend)

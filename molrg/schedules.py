@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import array_namespace, check_int, check_real, deprecated_alias
+from ._validation import array_namespace, check_array, check_int, check_real, deprecated_alias
 
 __all__ = ["NoiseSchedule", "VP", "VE", "EDM", "get_schedule", "karras_sigmas", "SCHEDULES"]
 
@@ -37,8 +37,10 @@ class NoiseSchedule:
 
 
 def _as_t(t):
-    xp = array_namespace(t)
-    return t if xp is not np else np.asarray(t, dtype=np.float64)
+    """Times as given (torch) or as a float64 numpy array; real and finite (``ValueError``/``TypeError`` naming ``t``)."""
+    if array_namespace(t) is not np:
+        return t
+    return check_array("t", t, dtype=np.float64)
 
 
 @dataclass(frozen=True)
