@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .schedules import NoiseSchedule, get_schedule
-from .utils import check_int, torch_generator
+from .utils import check_batch, check_int, torch_generator
 
 __all__ = [
     "WEIGHTINGS",
@@ -207,23 +207,8 @@ def expected_sample_loss(x, U, c, sigma):
 
 
 def _as_batched(X, mask):
-    X = np.asarray(X, dtype=np.float64)
-    batched = X.ndim == 3
-    if X.ndim == 2:
-        X = X[None]
-    if X.ndim != 3:
-        raise ValueError(f"X must have shape (N, n) or (B, N, n), got {X.shape}")
-    if mask is None:
-        mask = np.ones(X.shape[:2], dtype=bool)
-    else:
-        mask = np.asarray(mask, dtype=bool)
-        if not batched and mask.ndim == 1:
-            mask = mask[None]
-        if mask.shape != X.shape[:2]:
-            raise ValueError(f"mask must have shape {X.shape[:2] if batched else X.shape[:1]}, got {mask.shape}")
-        if not mask.any(-1).all():
-            raise ValueError("mask must keep at least one row per problem")
-    return X, mask, batched
+    """``(X (B, N, n) float64, mask (B, N), batched)``: the shared data/mask rule of :func:`molrg.utils.check_batch`."""
+    return check_batch(X, mask, dtype=np.float64)
 
 
 def closed_form_loss(X, bases, *, parameterization="hardmax", schedule="vp", t_range=None, T=None, weighting="uniform", mask=None, coefficients=None):
