@@ -34,11 +34,13 @@ arrays that do not match the leading axes of ``x_t`` (``ValueError`` /
 ``TypeError`` naming the argument and the expected shape).  Given the weights,
 the mean and the score are linear in ``x_t``, so a row whose largest entry is
 beyond ``2^200`` (``2^24`` for torch float32) or below ``2^-200`` is divided by
-an exact power of two ``2^e``, computed, and multiplied back; its squared norms
-enter the logits as ``q = q_y 4^e`` and, where a logit overflows, the softmax is
-taken over the logits minus the winning component's quadratic term (the same
-softmax, now finite).  A finite entry of ``1e200`` thus gives the exact finite
-posterior mean; other rows are computed exactly as given.
+an exact power of two ``2^e``, and so is the scale: the logits depend on
+``x_t / s_t`` only, and ``(x 2^-e) / (s 2^-e) = x / s``; the mean and score factors
+become ``2^e / s`` and ``2^e / s^2``.  Where a logit still overflows, the
+softmax is taken over the logits minus the winning component's quadratic term
+(the same softmax, now finite).  A finite entry of ``1e200`` (with any scale)
+thus gives the exact finite posterior mean; other rows are computed exactly as
+given (the same bits as without the rescaling).
 """
 
 from __future__ import annotations
@@ -192,10 +194,13 @@ def _row_exponents(xp, x):
         return xp.where(e.abs() > limit, e, xp.zeros_like(e))
 
 
-def _logit_terms(xp, dims, logw, s, sg, noise_var, like):
-    """The parts of the A3 logit ``logw_k + q_k gain / (2 s^2) - half_logdet_k``: (gain, 2 s^2, half_logdet)."""
+def _logit_terms(xp, dims, sg, s_col, noise_var, like):
+    """The parts of the A3 logit ``logw_k + q_k gain / (2 s^2) - half_logdet_k``: (gain, 2 s^2, half_logdet).
+
+    ``s_col``: the scale with a trailing axis, ``(..., 1)``.
+    """
     var = (sg * sg)[..., None]
-    s2 = (s * s)[..., None]
+    s2 = s_col * s_col
     d = np.asarray(dims, dtype=np.float64) if xp is np else xp.as_tensor(dims, dtype=xp.float64, device=like.device)
     lam_par, lam_perp = 1.0 + noise_var, noise_var
     # 1/(lam_perp+v) - 1/(lam_par+v) = (lam_par - lam_perp) / ((lam_perp+v)(lam_par+v)), no cancellation
@@ -204,24 +209,27 @@ def _logit_terms(xp, dims, logw, s, sg, noise_var, like):
     return gain, 2.0 * s2, 0.5 * d * logdet_ratio
 
 
-def _logits_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var):
+def _logits_scaled(xp, sqn_y, s_e, dims, logw, sg, noise_var):
     """Logits (..., K), float64, from squared norms ``sqn_y`` of rows rescaled by ``2^-e``.
 
-    ``q = sqn_y 4^e``; where the quadratic term overflows the logit is +inf
+    ``s_e = s 2^-e`` (``(..., 1)``), so that ``q / s^2 = sqn_y / s_e^2`` without
+    forming ``q``; where the quadratic term still overflows the logit is +inf
     (callers needing weights use :func:`_weights_scaled`).
     """
-    gain, two_s2, half_logdet = _logit_terms(xp, dims, logw, s, sg, noise_var, sqn_y)
-    quad = _ldexp(xp, sqn_y * gain / two_s2, 2 * e)
+    gain, two_s2, half_logdet = _logit_terms(xp, dims, sg, s_e, noise_var, sqn_y)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        quad = sqn_y * gain / two_s2
     return logw + quad - half_logdet, (gain, two_s2, half_logdet)
 
 
-def _weights_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var):
+def _weights_scaled(xp, sqn_y, s_e, dims, logw, sg, noise_var):
     """Posterior weights (..., K) and logits; rows with overflowing logits use relative logits.
 
     Subtracting the winning component's quadratic term from every logit leaves
-    the softmax unchanged: ``rest_k - 4^e coef (sqn_y_max - sqn_y_k)``, finite or -inf.
+    the softmax unchanged: ``logw_k - (sqn_y_max - sqn_y_k) gain / (2 s_e^2) - half_logdet_k``,
+    finite or -inf (0 for the winners themselves).
     """
-    logits, (gain, two_s2, half_logdet) = _logits_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var)
+    logits, (gain, two_s2, half_logdet) = _logits_scaled(xp, sqn_y, s_e, dims, logw, sg, noise_var)
     bad = ~xp.isfinite(logits).all(-1)
     try:
         any_bad = bool(bad.any())
@@ -229,7 +237,10 @@ def _weights_scaled(xp, sqn_y, e, dims, logw, s, sg, noise_var):
         any_bad = True
     if any_bad:
         top = sqn_y.max(-1, keepdims=True) if xp is np else sqn_y.amax(-1, keepdim=True)
-        rel = logw - _ldexp(xp, (top - sqn_y) * gain / two_s2, 2 * e) - half_logdet
+        diff = top - sqn_y
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            gap = xp.where(diff > 0, diff * gain / two_s2, xp.zeros_like(diff))
+        rel = logw - gap - half_logdet
         logits = xp.where(bad[..., None], rel, logits)
     return _softmax(xp, logits), logits
 
@@ -242,32 +253,36 @@ def _softmax(xp, logits):
 
 def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
     xp, U, dims, logw, x, s, sg, out_dtype = _prepare(bases, log_weights, x, scale, sigma, noise_var)
-    e = _row_exponents(xp, x)  # (..., 1); y = x 2^-e is exact, and everything below is linear in y given w
+    # y = x 2^-e and s_e = s 2^-e (exact powers of two): the logits depend on x / s only, and given
+    # the weights the mean (the score) is linear in x, so everything below runs on (y, s_e)
+    e = _row_exponents(xp, x)  # (..., 1), 0 for ordinary rows
     y = _ldexp(xp, x, -e)
+    s_col = s[..., None]
+    s_e = _ldexp(xp, s_col, -e)
     proj = y @ U  # rows of U^T y, (..., M, D): a batch of bases (..., n, D) pairs with y (..., M, n)
     sqn = _segment_sqnorms(xp, proj, dims)
     sqn = sqn.astype(np.float64) if xp is np else sqn.to(xp.float64)
-    e64 = e if xp is np else e.to(xp.float64)
     if want == "logits":
-        return _cast(xp, _logits_scaled(xp, sqn, e64, dims, logw, s, sg, noise_var)[0], out_dtype)
-    w, _ = _weights_scaled(xp, sqn, e64, dims, logw, s, sg, noise_var)
+        return _cast(xp, _logits_scaled(xp, sqn, s_e, dims, logw, sg, noise_var)[0], out_dtype)
+    w, _ = _weights_scaled(xp, sqn, s_e, dims, logw, sg, noise_var)
     if want == "weights":
         return _cast(xp, w, out_dtype)
     # Both outputs are  factor * [ (g_par - g_perp) sum_k w_k P_k x + g_perp x ]  with
     #   mean:  g = lam / (lam + v),  factor = 1 / s
     #   score: g = 1 / (lam + v),    factor = -1 / s^2   (Tweedie, without cancellation)
+    # and on the rescaled rows  factor(x) [.. x ..] = (2^e factor) [.. y ..]:  2^e / s = 1 / s_e,
+    # 2^e / s^2 = 1 / (s_e s).
     var = (sg * sg)[..., None]
     lam_par, lam_perp = 1.0 + noise_var, noise_var
     if want == "mean":
-        g_par, g_perp, factor = lam_par / (lam_par + var), lam_perp / (lam_perp + var), 1.0 / s[..., None]
+        g_par, g_perp, factor = lam_par / (lam_par + var), lam_perp / (lam_perp + var), 1.0 / s_e
     elif want == "score":
-        g_par, g_perp, factor = 1.0 / (lam_par + var), 1.0 / (lam_perp + var), -1.0 / (s * s)[..., None]
+        g_par, g_perp, factor = 1.0 / (lam_par + var), 1.0 / (lam_perp + var), -1.0 / (s_e * s_col)
     else:  # pragma: no cover - internal
         raise ValueError(f"unknown quantity {want!r}")
     coef_proj = _cast(xp, _expand_weights(xp, w, dims) * (g_par - g_perp), out_dtype)
     rec = (proj * coef_proj) @ _mT(xp, U)
     out = (rec + _cast(xp, g_perp, out_dtype) * y) * _cast(xp, factor, out_dtype)
-    out = _ldexp(xp, out, e if xp is np else e.to(out.dtype))
     out = _cast(xp, out, out_dtype)
     if not concrete_all(xp.isfinite(out)):
         warnings.warn(
@@ -342,8 +357,7 @@ def posterior_logits_from_norms(sq_norms, dims, log_weights, scale, sigma, noise
     noise_var = check_real("noise_var", noise_var, low=0.0)
     if xp is not np:
         logw = xp.as_tensor(logw, dtype=xp.float64, device=sq.device)
-    zero = np.zeros(batch_shape + (1,), dtype=int) if xp is np else xp.zeros(batch_shape + (1,), dtype=xp.float64, device=sq.device)
-    return _logits_scaled(xp, sq, zero, dims, logw, s, sg, noise_var)[0]
+    return _logits_scaled(xp, sq, s[..., None], dims, logw, sg, noise_var)[0]
 
 
 # --------------------------------------------------------------------------- public, from bases
