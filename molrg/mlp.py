@@ -8,39 +8,72 @@ The network ``F_theta`` is wrapped as in Karras et al. (2022, Table 1, "EDM"):
 
 ``c_skip = sigma_d^2 / (sigma^2 + sigma_d^2)``, ``c_out = sigma sigma_d / sqrt(sigma^2 + sigma_d^2)``,
 ``c_in = 1 / sqrt(sigma^2 + sigma_d^2)``, ``c_noise = log(sigma) / 4``, with
-``sigma_d`` the data's RMS per coordinate.  ``c_noise`` enters through fixed
-sinusoidal features (plus ``c_noise`` itself) concatenated to the input.  With a
-schedule scale ``s`` the input is ``x / s`` (``x_t = s (x_0 + sigma eps)``), so the
-module is a denoiser ``denoise(x, scale, sigma)`` like every other one (STYLE habit 4).
+``sigma_d`` the data's RMS per coordinate (:func:`edm_preconditioning`, the one
+place the formula lives).  ``c_noise`` enters through fixed sinusoidal features
+(plus ``c_noise`` itself) concatenated to the input.  With a schedule scale ``s``
+the input is ``x / s`` (``x_t = s (x_0 + sigma eps)``), so the module is a
+denoiser ``denoise(x, scale, sigma)`` like every other one (STYLE habit 4).
 
 Training minimizes the denoising loss (SPEC A5) with EDM's weighting
 ``lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2`` and
 ``log sigma ~ N(P_mean, P_std^2)``, i.e. ``|| F - (x_0 - c_skip x) / c_out ||^2``,
 by Adam with a cosine-decayed learning rate.
 
-Several independent networks train at once (``n_models = E``): every weight has a
-leading model axis and layers are batched matrix products, so the E problems of a
-sweep (different N, different trials) cost about one CPU call each step.  With
-``E > 1`` inputs are ``(E, ..., n)``; with ``E = 1`` any ``(..., n)``.
+Several independent networks train at once (``n_models = E``): they are one
+:class:`molrg.nn.BatchedMLP` (batched matrix products, one fused Adam step for
+all), and each network has its own random stream for its initialization, its
+mini-batches, noise levels and noise (:class:`molrg.nn.NetworkStreams`), so a
+network's result depends on its own seed only, never on which networks share the
+batch (pass ``random_state`` as one seed per training set).  With ``E > 1``
+inputs are ``(E, ..., n)``; with ``E = 1`` any ``(..., n)``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, field
+import time
+import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from .utils import check_int, check_matrix, check_random_state, check_real, is_torch, torch_generator
+from ._validation import (
+    check_int,
+    check_matrix,
+    check_real,
+    is_torch,
+    problem_generators,
+)
+from .nn import BatchedMLP, NetworkStreams, batched_adam, cosine_schedule
 
-__all__ = ["MLPDenoiser", "train_mlp_denoiser", "MLPTrainingResult"]
+__all__ = ["MLPDenoiser", "train_mlp_denoiser", "MLPTrainingResult", "edm_preconditioning"]
 
 
 def _torch():
     import torch
 
     return torch
+
+
+def edm_preconditioning(sigma, sigma_data):
+    r"""EDM's ``(c_skip, c_out, c_in, c_noise)`` (Karras et al. 2022, Table 1).
+
+    Parameters
+    ----------
+    sigma, sigma_data : tensors that broadcast together
+
+    Returns
+    -------
+    tuple of four tensors
+        ``c_skip = sd^2 / (sigma^2 + sd^2)``, ``c_out = sigma sd / sqrt(sigma^2 + sd^2)``,
+        ``c_in = 1 / sqrt(sigma^2 + sd^2)``, ``c_noise = log(sigma) / 4``.
+    """
+    torch = _torch()
+    tot = sigma * sigma + sigma_data * sigma_data
+    r = torch.rsqrt(tot)
+    return sigma_data * sigma_data / tot, sigma * sigma_data * r, r, torch.log(sigma) / 4
 
 
 class MLPDenoiser(_torch().nn.Module):
@@ -55,13 +88,14 @@ class MLPDenoiser(_torch().nn.Module):
     depth : int, default 3
         Number of hidden layers (SiLU activations).
     n_models : int, default 1
-        Number of independent networks ``E`` (a leading axis on every weight).
+        Number of independent networks ``E`` (a :class:`molrg.nn.BatchedMLP`).
     sigma_data : float or sequence of ``E`` floats, default 1
         RMS per coordinate of each network's data (``sigma_d`` of the preconditioning).
     n_freqs : int, default 8
         Sinusoidal features of ``c_noise`` (frequencies ``2^0 .. 2^(n_freqs-1)`` times pi/2).
-    random_state : None, int, numpy Generator or torch Generator
-        Initialization (uniform ``+-1/sqrt(fan_in)``, as ``torch.nn.Linear``).
+    random_state : None, int, Generator, or a sequence of ``E`` seeds
+        Initialization (uniform ``+-1/sqrt(fan_in)``, as ``torch.nn.Linear``), one
+        stream per network (:func:`molrg.nn.network_generators`).
     dtype, device : torch dtype and device, default float32 on CPU.
 
     Examples
@@ -100,60 +134,51 @@ class MLPDenoiser(_torch().nn.Module):
         self.register_buffer(
             "freqs", torch.as_tensor(0.5 * np.pi * 2.0 ** np.arange(self.n_freqs), dtype=dtype, device=device)
         )
-        gen = torch_generator(random_state, device=device)
-        sizes = [self.n + 1 + 2 * self.n_freqs] + [self.width] * self.depth + [self.n]
-        self.weights = torch.nn.ParameterList()
-        self.biases = torch.nn.ParameterList()
-        E = self.n_models
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
-            W = (torch.rand((E, fan_in, fan_out), generator=gen, device=device, dtype=dtype) * 2 - 1) * bound
-            b = (torch.rand((E, 1, fan_out), generator=gen, device=device, dtype=dtype) * 2 - 1) * bound
-            self.weights.append(torch.nn.Parameter(W))
-            self.biases.append(torch.nn.Parameter(b))
+        self.net = BatchedMLP(
+            self.n + 1 + 2 * self.n_freqs,
+            self.n,
+            n_models=self.n_models,
+            width=self.width,
+            depth=self.depth,
+            activation="silu",
+            random_state=random_state,
+            dtype=dtype,
+            device=device,
+        )
 
     # ------------------------------------------------------------------ core
-    def _flat(self, x):
-        """(E, M, n) view of the input and the shape to restore."""
-        if x.shape[-1] != self.n:
-            raise ValueError(f"x must have shape (..., {self.n}), got {tuple(x.shape)}")
-        if self.n_models == 1:
-            return x.reshape(1, -1, self.n), tuple(x.shape)
-        if x.ndim < 2 or x.shape[0] != self.n_models:
-            raise ValueError(f"x must have shape ({self.n_models}, ..., {self.n}) for an ensemble, got {tuple(x.shape)}")
-        return x.reshape(self.n_models, -1, self.n), tuple(x.shape)
-
-    def _per_row(self, v, shape, ref):
-        """Broadcast a scalar or per-row array over the (E, M) rows of ``ref``."""
-        torch = _torch()
-        v = torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
-        batch = shape[:-1]
-        if v.ndim > len(batch):
-            raise ValueError(f"scale and sigma must broadcast over the leading axes of x, got shape {tuple(v.shape)}")
-        v = v.reshape(tuple(v.shape) + (1,) * (len(batch) - v.ndim))
-        return v.expand(batch).reshape(ref.shape[0], ref.shape[1], 1)
-
-    def raw(self, x_in, c_noise):
-        """``F_theta(x_in, c_noise)`` on ``(E, M, n)`` inputs and ``(E, M, 1)`` noise labels."""
+    def _features(self, x_in, c_noise):
         torch = _torch()
         feats = [x_in, c_noise]
         if self.n_freqs:
             arg = c_noise * self.freqs
             feats += [torch.sin(arg), torch.cos(arg)]
-        h = torch.cat(feats, -1)
-        L = len(self.weights)
-        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, W)
-            if i < L - 1:
-                h = torch.nn.functional.silu(h)
-        return h
+        return torch.cat(feats, -1)
 
-    def preconditioning(self, sigma):
-        """``(c_skip, c_out, c_in, c_noise)`` for ``sigma`` of shape ``(E, M, 1)``."""
+    def raw(self, x_in, c_noise, e: int | None = None):
+        """``F_theta(x_in, c_noise)``: ``(E, M, n)`` inputs and ``(E, M, 1)`` labels, or network ``e`` on ``(M, n)``."""
+        h = self._features(x_in, c_noise)
+        return self.net._forward(h) if e is None else self.net.forward_member(e, h)
+
+    def preconditioning(self, sigma, e: int | None = None):
+        """``(c_skip, c_out, c_in, c_noise)`` for ``sigma`` of shape ``(E, M, 1)`` (or ``(M, 1)`` for network ``e``)."""
+        sd = self.sigma_data.reshape(-1, 1, 1) if e is None else self.sigma_data[e]
+        return edm_preconditioning(sigma, sd)
+
+    def _denoise(self, xf, s, sg, e: int | None = None):
+        """EDM-preconditioned denoiser on flattened rows (``(E, M, n)``, or ``(M, n)`` for network ``e``)."""
+        xf = xf / s
+        c_skip, c_out, c_in, c_noise = self.preconditioning(sg, e)
+        return c_skip * xf + c_out * self.raw(c_in * xf, c_noise, e)
+
+    def _per_row(self, v, batch, rows: tuple, ref):
+        """Broadcast a scalar or per-row array over the leading axes ``batch`` of x, as ``rows + (1,)``."""
         torch = _torch()
-        sd = self.sigma_data.reshape(-1, 1, 1)
-        tot = sigma * sigma + sd * sd
-        return sd * sd / tot, sigma * sd * torch.rsqrt(tot), torch.rsqrt(tot), torch.log(sigma) / 4
+        v = torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
+        if v.ndim > len(batch):
+            raise ValueError(f"scale and sigma must broadcast over the leading axes of x, got shape {tuple(v.shape)}")
+        v = v.reshape(tuple(v.shape) + (1,) * (len(batch) - v.ndim))
+        return v.expand(batch).reshape(rows + (1,))
 
     def forward(self, x, scale, sigma):
         """``D(x / scale, sigma)``: the denoiser, on ``(..., n)`` (or ``(E, ..., n)``) inputs."""
@@ -162,14 +187,16 @@ class MLPDenoiser(_torch().nn.Module):
             x_np = np.asarray(x)
             out = self.forward(torch.as_tensor(x_np, dtype=self.sigma_data.dtype, device=self.sigma_data.device), scale, sigma)
             return out.detach().cpu().numpy().astype(x_np.dtype if x_np.dtype.kind == "f" else np.float64)
-        xf, shape = self._flat(x)
-        xf = xf.to(self.sigma_data.dtype)
-        s = self._per_row(scale, shape, xf)
-        sg = self._per_row(sigma, shape, xf)
-        xf = xf / s
-        c_skip, c_out, c_in, c_noise = self.preconditioning(sg)
-        out = c_skip * xf + c_out * self.raw(c_in * xf, c_noise)
-        return out.reshape(shape).to(x.dtype)
+        if x.shape[-1] != self.n:
+            raise ValueError(f"x must have shape (..., {self.n}), got {tuple(x.shape)}")
+        shape = tuple(x.shape)
+        if self.n_models > 1 and (x.ndim < 2 or x.shape[0] != self.n_models):
+            raise ValueError(f"x must have shape ({self.n_models}, ..., {self.n}) for an ensemble, got {shape}")
+        xf = x.reshape(self.n_models, -1, self.n).to(self.sigma_data.dtype)
+        rows = tuple(xf.shape[:2])
+        s = self._per_row(scale, shape[:-1], rows, xf)
+        sg = self._per_row(sigma, shape[:-1], rows, xf)
+        return self._denoise(xf, s, sg).reshape(shape).to(x.dtype)
 
     def member(self, e: int):
         """A denoiser callable for network ``e`` alone, on ``(..., n)`` inputs."""
@@ -178,10 +205,12 @@ class MLPDenoiser(_torch().nn.Module):
 
     def n_parameters(self) -> int:
         """Trainable parameters per network."""
-        return sum(p[0].numel() for p in self.parameters())
+        return self.net.n_parameters(0)
 
 
 class _Member:
+    """Network ``e`` of an :class:`MLPDenoiser` as a denoiser ``(x, scale, sigma)``."""
+
     def __init__(self, net, e):
         self.net, self.e = net, e
 
@@ -189,26 +218,13 @@ class _Member:
         torch = _torch()
         numpy_in = not is_torch(x)
         xt = torch.as_tensor(np.asarray(x), dtype=self.net.sigma_data.dtype) if numpy_in else x
+        if xt.shape[-1] != self.net.n:
+            raise ValueError(f"x must have shape (..., {self.net.n}), got {tuple(xt.shape)}")
         shape = tuple(xt.shape)
-        xf = xt.reshape(-1, self.net.n)
-        s = self.net._per_row(scale, shape, xf[None]).reshape(-1, 1)
-        sg = self.net._per_row(sigma, shape, xf[None]).reshape(-1, 1)
-        Ws = [W[self.e] for W in self.net.weights]
-        bs = [b[self.e] for b in self.net.biases]
-        sd = self.net.sigma_data[self.e]
-        xf = xf.to(sd.dtype) / s
-        tot = sg * sg + sd * sd
-        c_skip, c_out, c_in, c_noise = sd * sd / tot, sg * sd * torch.rsqrt(tot), torch.rsqrt(tot), torch.log(sg) / 4
-        feats = [c_in * xf, c_noise]
-        if self.net.n_freqs:
-            arg = c_noise * self.net.freqs
-            feats += [torch.sin(arg), torch.cos(arg)]
-        h = torch.cat(feats, -1)
-        for i, (W, b) in enumerate(zip(Ws, bs)):
-            h = torch.addmm(b, h, W) if h.ndim == 2 else h @ W + b
-            if i < len(Ws) - 1:
-                h = torch.nn.functional.silu(h)
-        out = (c_skip * xf + c_out * h).reshape(shape)
+        xf = xt.reshape(-1, self.net.n).to(self.net.sigma_data.dtype)
+        s = self.net._per_row(scale, shape[:-1], (xf.shape[0],), xf)
+        sg = self.net._per_row(sigma, shape[:-1], (xf.shape[0],), xf)
+        out = self.net._denoise(xf, s, sg, self.e).reshape(shape)
         if numpy_in:
             return out.detach().cpu().numpy()
         return out.to(xt.dtype)
@@ -217,21 +233,64 @@ class _Member:
         return f"MLPDenoiser.member({self.e})"
 
 
-@dataclass
+@dataclass(frozen=True)
 class MLPTrainingResult:
-    """What :func:`train_mlp_denoiser` returns: the trained ensemble and its loss curve.
+    """What :func:`train_mlp_denoiser` returns: the trained ensemble and its histories.
 
-    ``losses[step, e]``: the mini-batch EDM loss of network ``e`` at each step.
+    Attributes
+    ----------
+    model : MLPDenoiser
+        The trained ensemble (parameters frozen).
+    loss_history : array ``(steps, E)``
+        The mini-batch EDM loss of network ``e`` at each step.
+    grad_norm_history : array ``(steps, E)`` or None
+        The 2-norm of network ``e``'s loss gradient (all its parameters) at each
+        step, before the update (``track_grad_norm=True``; the paper's Figure 7b).
+    snapshots : tuple of ``(step, MLPDenoiser)``
+        Frozen copies of the ensemble after the requested numbers of steps.
+    runtime_s : float
+    n_train : tuple of ints
+        Training-set size per network.
     """
 
     model: MLPDenoiser
-    losses: np.ndarray
+    loss_history: np.ndarray
     runtime_s: float
-    n_train: tuple = field(default_factory=tuple)
+    n_train: tuple = ()
+    grad_norm_history: np.ndarray | None = None
+    snapshots: tuple = ()
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Deprecated name of :attr:`loss_history` (``FutureWarning``)."""
+        warnings.warn("MLPTrainingResult.losses is deprecated; use loss_history", FutureWarning, stacklevel=2)
+        return self.loss_history
 
     def denoiser(self, e: int = 0):
         """Network ``e`` as a callable ``denoise(x, scale, sigma)``."""
         return self.model.member(e)
+
+    def to_frame(self):
+        """Tidy table of the histories: one row per step and network."""
+        import pandas as pd
+
+        steps, E = self.loss_history.shape
+        out = {
+            "step": np.repeat(np.arange(1, steps + 1), E),
+            "model": np.tile(np.arange(E), steps),
+            "loss": self.loss_history.ravel(),
+        }
+        if self.grad_norm_history is not None:
+            out["grad_norm"] = self.grad_norm_history.ravel()
+        return pd.DataFrame(out)
+
+
+def _frozen_copy(net):
+    twin = copy.deepcopy(net)
+    twin.eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
 
 
 def train_mlp_denoiser(
@@ -247,6 +306,8 @@ def train_mlp_denoiser(
     p_std: float = 1.2,
     sigma_data: float | Sequence[float] | None = None,
     n_freqs: int = 8,
+    track_grad_norm: bool = False,
+    snapshot_steps: Sequence[int] = (),
     random_state: Any = None,
     dtype=None,
     device: Any = "cpu",
@@ -263,13 +324,20 @@ def train_mlp_denoiser(
         parameters, over-parameterized for the N of the memorization experiments).
     steps : int, default 3000
         Adam steps; each draws ``batch_size`` training samples (with replacement), one
-        ``sigma`` per sample (``log sigma ~ N(p_mean, p_std^2)``) and one noise vector.
+        ``sigma`` per sample (``log sigma ~ N(p_mean, p_std^2)``) and one noise vector,
+        per network from its own stream.
     lr, lr_min_ratio : float
         Adam learning rate, cosine-decayed to ``lr * lr_min_ratio``.
     sigma_data : float or sequence, optional
         Data RMS per coordinate; estimated from each training set by default.
-    random_state : None, int or numpy Generator
-        Seeds the initialization and every draw.
+    track_grad_norm : bool, default False
+        Record each network's gradient norm at every step (``grad_norm_history``).
+    snapshot_steps : sequence of ints in ``[0, steps]``
+        Keep a frozen copy of the ensemble after these many steps (``snapshots``).
+    random_state : None, int, Generator, or a sequence of ``E`` seeds
+        One stream per network for its initialization and every draw (a sequence:
+        network ``e`` uses entry ``e``, so its result does not depend on the other
+        networks; otherwise ``E`` child streams tied to positions).
     dtype, device : default float32 on CPU.
 
     Returns
@@ -280,11 +348,9 @@ def train_mlp_denoiser(
     --------
     >>> X = np.random.default_rng(0).standard_normal((8, 4))
     >>> res = train_mlp_denoiser(X, width=32, steps=20, random_state=0)
-    >>> res.losses.shape
+    >>> res.loss_history.shape
     (20, 1)
     """
-    import time
-
     torch = _torch()
     t0 = time.perf_counter()
     if isinstance(X, np.ndarray) and X.ndim == 2 or is_torch(X):
@@ -305,43 +371,65 @@ def train_mlp_denoiser(
     lr_min_ratio = check_real("lr_min_ratio", lr_min_ratio, low=0.0, high=1.0)
     p_mean = check_real("p_mean", p_mean)
     p_std = check_real("p_std", p_std, low=0.0)
+    snaps = sorted({check_int("snapshot_steps", k, low=0, high=steps) for k in snapshot_steps})
     dtype = torch.float32 if dtype is None else dtype
     if sigma_data is None:
         sigma_data = [max(float(np.sqrt(np.mean(S**2))), 1e-3) for S in sets]
-    rng = check_random_state(random_state)
-    gen = torch_generator(rng, device=device)
-    net = MLPDenoiser(
-        n, width=width, depth=depth, n_models=E, sigma_data=sigma_data, n_freqs=n_freqs, random_state=gen, dtype=dtype, device=device
+    # one stream per network: its initialization seed and its draws' seed
+    seeds = [rng.integers(0, 2**63 - 1, size=2) for rng in problem_generators(random_state, E)]
+    model = MLPDenoiser(
+        n,
+        width=width,
+        depth=depth,
+        n_models=E,
+        sigma_data=sigma_data,
+        n_freqs=n_freqs,
+        random_state=[int(s[0]) for s in seeds],
+        dtype=dtype,
+        device=device,
     )
+    streams = NetworkStreams([int(s[1]) for s in seeds], E, dtype=dtype, device=device)
     # padded training sets (E, N_max, n) and their sizes, to index per network
     N_e = torch.as_tensor([S.shape[0] for S in sets], device=device)
-    N_max = int(N_e.max())
-    data = torch.zeros((E, N_max, n), dtype=dtype, device=device)
+    data = torch.zeros((E, int(N_e.max()), n), dtype=dtype, device=device)
     for e, S in enumerate(sets):
         data[e, : S.shape[0]] = torch.as_tensor(S, dtype=dtype, device=device)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: lr_min_ratio + (1 - lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
-    )
+    params = list(model.parameters())
+    per_net = [list(layer) for layer in model.net.layers]
+    opt = batched_adam(params, lr)
+    sched = cosine_schedule(opt, steps, lr_min_ratio)
     losses = np.empty((steps, E))
+    grad_norms = np.empty((steps, E)) if track_grad_norm else None
+    snapshots = [(0, _frozen_copy(model))] if snaps and snaps[0] == 0 else []
     rows = torch.arange(E, device=device)[:, None]
+    sd = model.sigma_data.reshape(-1, 1, 1)
     for step in range(steps):
-        idx = (torch.rand((E, batch_size), generator=gen, device=device) * N_e[:, None]).long()
-        x0 = data[rows, idx]
-        sigma = torch.exp(p_mean + p_std * torch.randn((E, batch_size, 1), generator=gen, device=device, dtype=dtype))
-        noise = torch.randn(x0.shape, generator=gen, device=device, dtype=dtype)
-        x = x0 + sigma * noise
-        c_skip, c_out, c_in, c_noise = net.preconditioning(sigma)
+        x0 = data[rows, streams.randint(N_e, batch_size)]
+        sigma = torch.exp(p_mean + p_std * streams.randn((batch_size, 1)))
+        x = x0 + sigma * streams.randn((batch_size, n))
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, sd)
         target = (x0 - c_skip * x) / c_out
-        err = (net.raw(c_in * x, c_noise) - target) ** 2
-        per_model = err.mean(dim=(1, 2))
-        loss = per_model.sum()
+        per_model = ((model.raw(c_in * x, c_noise) - target) ** 2).mean(dim=(1, 2))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        per_model.sum().backward()
+        if grad_norms is not None:
+            with torch.no_grad():
+                grad_norms[step] = [
+                    float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in ps))) for ps in per_net
+                ]
         opt.step()
         sched.step()
         losses[step] = per_model.detach().cpu().numpy()
-    net.eval()
-    for p in net.parameters():
+        if snaps and step + 1 in snaps:
+            snapshots.append((step + 1, _frozen_copy(model)))
+    model.eval()
+    for p in model.parameters():
         p.requires_grad_(False)
-    return MLPTrainingResult(net, losses, time.perf_counter() - t0, tuple(int(S.shape[0]) for S in sets))
+    return MLPTrainingResult(
+        model=model,
+        loss_history=losses,
+        runtime_s=time.perf_counter() - t0,
+        n_train=tuple(int(S.shape[0]) for S in sets),
+        grad_norm_history=grad_norms,
+        snapshots=tuple(snapshots),
+    )

@@ -205,9 +205,9 @@ def test_mlp_training_reduces_loss_and_is_seeded(rng):
     X = MoLRG.random(6, [2], random_state=0).sample(32, random_state=1)[0]
     r1 = train_mlp_denoiser([X, X[:4]], width=32, depth=2, steps=150, batch_size=32, random_state=5)
     r2 = train_mlp_denoiser([X, X[:4]], width=32, depth=2, steps=150, batch_size=32, random_state=5)
-    np.testing.assert_array_equal(r1.losses, r2.losses)
-    assert r1.losses.shape == (150, 2)
-    assert np.all(r1.losses[-30:].mean(0) < r1.losses[:30].mean(0))
+    np.testing.assert_array_equal(r1.loss_history, r2.loss_history)
+    assert r1.loss_history.shape == (150, 2)
+    assert np.all(r1.loss_history[-30:].mean(0) < r1.loss_history[:30].mean(0))
     # the trained network denoises its training set better than the untrained one
     g = torch.Generator().manual_seed(9)
     x0 = torch.as_tensor(X, dtype=torch.float32)
