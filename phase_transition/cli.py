@@ -184,35 +184,42 @@ def show_cmd(name):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, out, no_cache, quiet):
     """Run experiment NAME and write NAME.csv, NAME.json and NAME.png into --out."""
-    from .grid import plan_grid, run_grid
-    from .results import save_results
+    from .pipeline import run_experiment
 
     exp = _experiment(name)
     grid, params = parse_assignments(exp, assignments)
+    _check_backend(n_jobs, backend, scheduler)
+    client = _connect(scheduler) if backend == "dask" and scheduler is not None else None
+    try:
+        result = _user_errors(run_experiment, exp, out, grid=grid, params=params, trials=trials, seed=seed,
+                              quick=quick, n_jobs=n_jobs, backend=backend, scheduler=client,
+                              cache_dir=None if no_cache else Path(out) / ".cache", progress=False if quiet else None)
+    finally:
+        if client is not None:
+            client.close()
+    if result.all_failed:
+        raise click.ClickException(result.message() + f" (table written to {result.paths['csv']}, no figure)")
+    click.echo(f"{result.message()}, {result.config['runtime_s']:.1f} s")
+    for key, value in result.summary.items():
+        click.echo(f"  {key}: {value}")
+    click.echo("wrote " + ", ".join(str(p) for p in result.paths.values()))
+
+
+def _check_backend(n_jobs, backend, scheduler) -> None:
     if scheduler is not None and backend != "dask":
         raise click.UsageError("--scheduler needs --backend dask")
     if n_jobs == 0 or n_jobs < -1:
         raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
+
+
+def _user_errors(fn, *args, **kwargs):
+    """Call ``fn``; a run that cannot start (a bad parameter or output folder, before any work) is a usage error."""
+    from .pipeline import RunError
+
     try:
-        plan_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick)  # validation only
-    except (ValueError, TypeError) as exc:
+        return fn(*args, **kwargs)
+    except RunError as exc:
         raise click.UsageError(str(exc)) from None
-    client = _connect(scheduler) if backend == "dask" and scheduler is not None else None
-    try:
-        table = run_grid(exp, grid, trials=trials, seed=seed, params=params, quick=quick, n_jobs=n_jobs,
-                         backend=backend, scheduler=client, cache_dir=None if no_cache else Path(out) / ".cache",
-                         progress=False if quiet else None)
-    finally:
-        if client is not None:
-            client.close()
-    config = table.attrs["config"]
-    figure = exp.plot(table, config) if exp.plot is not None else None
-    summary = exp.summarize(table, config) if exp.summarize is not None else {}
-    paths = save_results(table, out, exp.name, figure=figure, summary=summary)
-    click.echo(f"{exp.name}: {len(table)} rows, {config['n_errors']} errors, {config['runtime_s']:.1f} s")
-    for key, value in summary.items():
-        click.echo(f"  {key}: {value}")
-    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @cli.command("report")
@@ -220,24 +227,43 @@ def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, 
 @click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True, help="Output folder.")
 @click.option("--only", multiple=True, help="Only these experiments (repeatable).")
 @click.option("--jobs", "n_jobs", type=int, default=1, show_default=True, help="Parallel chunks (-1: all cores).")
+@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+              help="Local joblib workers or a Dask cluster (as for run).")
+@click.option("--scheduler", default=None, help="Dask scheduler address (with --backend dask; default: a local cluster).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every sweep.")
 @click.option("--no-cache", is_flag=True, help="Recompute every chunk.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--readme", "readme_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Also refresh the gallery and claims table between the markers of this README.")
-def report_cmd(quick, out, only, n_jobs, seed, no_cache, quiet, readme_path):
+def report_cmd(quick, out, only, n_jobs, backend, scheduler, seed, no_cache, quiet, readme_path):
     """Run every registered experiment and write its files and README.md into --out."""
     from .report import ReportError, build_report
 
     names = [_experiment(n).name for n in only] if only else None
-    if n_jobs == 0 or n_jobs < -1:
-        raise click.UsageError(f"--jobs must be a positive integer or -1, got {n_jobs}")
+    _check_backend(n_jobs, backend, scheduler)
+    client = _connect(scheduler) if backend == "dask" and scheduler is not None else None
     try:
-        path = build_report(out, quick=quick, names=names, n_jobs=n_jobs, seed=seed, use_cache=not no_cache,
-                            progress=False if quiet else None, echo=click.echo,
-                            readme_path=readme_path)
+        path = _user_errors(build_report, out, quick=quick, names=names, n_jobs=n_jobs, backend=backend,
+                            scheduler=client, seed=seed, use_cache=not no_cache, progress=False if quiet else None,
+                            echo=click.echo, readme_path=readme_path)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
+    click.echo(f"wrote {path}")
+
+
+@cli.command("plot")
+@click.argument("name")
+@click.option("--from", "folder", type=click.Path(file_okay=False), required=True,
+              help="Folder holding NAME.csv and NAME.json (as written by run or report).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG file to write (default: NAME.png in --from).")
+def plot_cmd(name, folder, out):
+    """Rebuild the figure of NAME from its saved table alone (nothing is recomputed)."""
+    from .pipeline import replot
+
+    path = _user_errors(replot, _experiment(name), folder, out)
     click.echo(f"wrote {path}")
 
 

@@ -34,14 +34,17 @@ Failures
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import numbers
 import os
+import socket
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +54,18 @@ import numpy as np
 import pandas as pd
 
 from .fingerprint import code_fingerprint
+from .results import atomic_write
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: claims without the folder lock
+    fcntl = None
 from .registry import Experiment, Task, get_experiment
 
 __all__ = ["run_grid", "plan_grid", "GridPlan", "CacheWarning", "package_version", "trial_seed"]
 
 BACKENDS = ("loky", "dask")
+_POLL_S = 0.05  # how often a run waiting for another run's chunk looks again
 
 
 class CacheWarning(UserWarning):
@@ -269,6 +279,97 @@ def _save_chunk(path: Path, chunk, rows: list[dict]) -> None:
         raise
 
 
+class _Claims:
+    """Atomic per-chunk claims in a cache folder, so that concurrent runs never compute a chunk twice.
+
+    A claim is a file ``<chunk>.claim`` holding ``host pid token`` (``token``:
+    one per :class:`_Claims`, so two runs in one process are told apart).
+    Claims are made and judged while holding an exclusive ``flock`` on the
+    folder's ``.lock`` file (POSIX; without ``fcntl`` the claims are made
+    without it).  A claim whose process is gone (same host, pid not alive) is
+    stale and taken over; a chunk file that exists is finished.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.me = (socket.gethostname(), os.getpid(), uuid.uuid4().hex)
+        self.unreadable: set[Path] = set()  # chunk files that exist but failed to load
+
+    def check_writable(self) -> None:
+        try:
+            with self._locked():
+                pass
+        except OSError as exc:
+            raise ValueError(f"cache_dir: cannot write into {self.folder} ({exc.strerror or exc})") from None
+
+    @contextlib.contextmanager
+    def _locked(self):
+        fd = os.open(self.folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    @staticmethod
+    def _claim_path(path: Path) -> Path:
+        return path.with_suffix(".claim")
+
+    def _owner(self, path: Path):
+        try:
+            host, pid, token = self._claim_path(path).read_text().split()
+            return host, int(pid), token
+        except (OSError, ValueError):
+            return None
+
+    def _live_other(self, path: Path) -> bool:
+        owner = self._owner(path)
+        if owner is None or owner == self.me:
+            return False
+        host, pid, _ = owner
+        if host != self.me[0]:
+            return True  # another machine: assume alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _write_claim(self, path: Path) -> None:
+        atomic_write(self._claim_path(path), " ".join(map(str, self.me)))
+
+    def claim(self, paths: Sequence[Path]) -> tuple[list[int], list[int], list[int]]:
+        """Claim the chunks of ``paths``: indices claimed here, held by another live run, already finished."""
+        mine, other, done = [], [], []
+        with self._locked():
+            for k, path in enumerate(paths):
+                if path.exists() and path not in self.unreadable:
+                    done.append(k)
+                elif self._live_other(path):
+                    other.append(k)
+                else:
+                    self._write_claim(path)
+                    mine.append(k)
+        return mine, other, done
+
+    def force(self, path: Path) -> None:
+        with self._locked():
+            self._write_claim(path)
+
+    def held_by_other(self, path: Path) -> bool:
+        with self._locked():
+            return self._live_other(path)
+
+    def release(self, path: Path) -> None:
+        with self._locked():
+            if self._owner(path) == self.me:
+                with contextlib.suppress(FileNotFoundError):
+                    self._claim_path(path).unlink()
+
+
 # --------------------------------------------------------------------------- backends
 def _execute(plan: GridPlan, pending: list[int], n_jobs: int, backend: str, scheduler, fail_fast: bool):
     """Yield ``(chunk_index, rows)`` as chunks finish."""
@@ -382,26 +483,81 @@ def run_grid(
     plan = plan_grid(experiment, grid, trials=trials, seed=seed, params=params, quick=quick)
     t0 = time.perf_counter()
     results: dict[int, list[dict]] = {}
-    folder = None
+    folder = claims = None
     if cache_dir is not None:
         folder = Path(cache_dir) / f"{plan.experiment.name}-{plan.key}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(plan.config, indent=1, sort_keys=True))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cache_dir: cannot create {folder} ({exc.strerror or exc})") from None
+        claims = _Claims(folder)
         for c, chunk in enumerate(plan.chunks):
             rows = _load_chunk(_cache_path(folder, c, chunk), chunk)
             if rows is not None:
                 results[c] = rows
-    pending = [c for c in range(len(plan.chunks)) if c not in results]
+            elif _cache_path(folder, c, chunk).exists():
+                claims.unreadable.add(_cache_path(folder, c, chunk))  # corrupted: recompute, do not wait for it
+        config_text = json.dumps(plan.config, indent=1, sort_keys=True)
+        if len(results) < len(plan.chunks):  # something to compute: the folder must be writable
+            claims.check_writable()
+        try:
+            if not (folder / "config.json").is_file() or (folder / "config.json").read_text() != config_text:
+                atomic_write(folder / "config.json", config_text)
+        except OSError:  # a read-only folder holding a complete cache
+            pass
     n_cached = len(results)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(plan.chunks), initial=len(results), desc=plan.experiment.name, unit="chunk", disable=not show) as bar:
-        for c, rows in _execute(plan, pending, n_jobs, backend, scheduler, fail_fast):
-            if folder is not None:
-                _save_chunk(_cache_path(folder, c, plan.chunks[c]), plan.chunks[c], rows)
-            results[c] = rows
-            bar.update(1)
+        waiting: list[int] = []
+        pending = [c for c in range(len(plan.chunks)) if c not in results]
+        while pending or waiting:
+            if claims is not None and pending:
+                # claim before computing: a chunk claimed by another live run is waited for, not recomputed
+                mine, other, done = claims.claim([_cache_path(folder, c, plan.chunks[c]) for c in pending])
+                for k in done:
+                    rows = _load_chunk(_cache_path(folder, pending[k], plan.chunks[pending[k]]), plan.chunks[pending[k]])
+                    if rows is None:
+                        mine.append(k)
+                        claims.force(_cache_path(folder, pending[k], plan.chunks[pending[k]]))
+                    else:
+                        results[pending[k]] = rows
+                        n_cached += 1
+                        bar.update(1)
+                waiting += [pending[k] for k in other]
+                pending = [pending[k] for k in sorted(mine)]
+            try:
+                for c, rows in _execute(plan, pending, n_jobs, backend, scheduler, fail_fast):
+                    if folder is not None:
+                        path = _cache_path(folder, c, plan.chunks[c])
+                        _save_chunk(path, plan.chunks[c], rows)
+                        claims.release(path)
+                    results[c] = rows
+                    bar.update(1)
+            finally:
+                if claims is not None:  # interrupted: give back what was claimed and not finished
+                    for c in pending:
+                        if c not in results:
+                            claims.release(_cache_path(folder, c, plan.chunks[c]))
+            pending = []
+            if waiting:
+                time.sleep(_POLL_S)
+                still = []
+                for c in waiting:
+                    path = _cache_path(folder, c, plan.chunks[c])
+                    if path.exists():
+                        rows = _load_chunk(path, plan.chunks[c])
+                        if rows is not None:
+                            results[c] = rows
+                            n_cached += 1
+                            bar.update(1)
+                            continue
+                    if claims.held_by_other(path):
+                        still.append(c)
+                    else:  # the other run finished without it (interrupted, killed): compute it here
+                        pending.append(c)
+                waiting = still
     return _assemble(plan, results, time.perf_counter() - t0, n_cached)
 
 

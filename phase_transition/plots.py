@@ -2,6 +2,15 @@
 
 Experiments build their figures from these: success-rate heatmaps with the
 theory boundary drawn on, and mean +- std curves grouped by a column.
+
+Failed rows are left out in one place, :func:`successful_rows`: the run path
+(:func:`phase_transition.pipeline.run_experiment`) hands ``plot`` and
+``summarize`` the successful rows only, and the helpers below apply it too.
+Figure code lives here or in ``plot*`` / ``_plot*`` functions of an experiment
+module: those are left out of the code fingerprint of the cache
+(:mod:`phase_transition.fingerprint`), so editing a figure never invalidates
+computed rows.  A ``plot`` function draws from its table alone (no
+recomputation), so ``phase-transition plot NAME --from DIR`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -12,7 +21,24 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["success_heatmap", "mean_std_lines", "cell_edges", "boundary_staircase"]
+__all__ = ["success_heatmap", "mean_std_lines", "cell_edges", "boundary_staircase", "successful_rows"]
+
+
+def successful_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose trial did not raise (empty ``error``), with boolean metrics back to ``bool``.
+
+    A failed trial leaves NaN in its metric columns, which turns a boolean
+    column into ``object``; among the successful rows it is ``bool`` again.
+    ``attrs`` (the sweep configuration) are kept.
+    """
+    if "error" not in table:
+        return table
+    ok = table[table["error"].fillna("").astype(str) == ""].copy()
+    for col in ok.columns:
+        if ok[col].dtype == object and len(ok) and ok[col].map(lambda v: isinstance(v, (bool, np.bool_))).all():
+            ok[col] = ok[col].astype(bool)
+    ok.attrs = dict(table.attrs)
+    return ok
 
 
 def cell_edges(values: Sequence[float]) -> np.ndarray:
@@ -50,7 +76,7 @@ def success_heatmap(
     Rows with a non-empty ``error`` are left out. ``boundary(y) -> x`` is drawn as
     a dashed line (for example ``N = K d``).
     """
-    ok = table[table["error"] == ""] if "error" in table else table
+    ok = successful_rows(table)
     fig = Figure(figsize=(figsize_per_panel[0] * len(panels), figsize_per_panel[1]), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     xs, ys = sorted(ok[x].unique()), sorted(ok[y].unique())
@@ -85,7 +111,7 @@ def mean_std_lines(
     """
     if ax is None:
         ax = Figure(figsize=(5.5, 4), layout="constrained").subplots()
-    ok = table[table["error"] == ""] if "error" in table else table
+    ok = successful_rows(table)
     groups = [(None, ok)] if hue is None else list(ok.groupby(hue))
     for value, sub in groups:
         stats = sub.groupby(x)[y].agg(["mean", "std"]).fillna(0.0)

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .claims import CLAIMS, claims_table
-from .grid import package_version, run_grid
+from .grid import package_version
 from .registry import get_experiment, list_experiments
-from .results import save_results
+from .results import atomic_write
 
 __all__ = ["build_report", "update_readme", "format_value", "ReportError", "GALLERY"]
 
 #: The main figures shown in the top-level README gallery, in order.
-GALLERY = ("molrg-sgd-single", "molrg-kss", "molrg-sgd-vs-kss", "locality-radius", "locality-tradeoff", "cir-radius")
+GALLERY = ("molrg-sgd-single", "molrg-kss", "molrg-sgd-spectral", "locality-radius", "locality-tradeoff", "cir-radius")
 
 MODES = {True: "quick", False: "full"}
 
@@ -50,11 +50,12 @@ def format_value(v) -> str:
 
 
 def _timing(cfg) -> str:
-    """Compute time of the sweep's chunks (also those read from the cache) and this call's wall time."""
-    text = f"{cfg.get('compute_s', cfg['runtime_s']):.1f} s of compute"
-    if cfg.get("cached_chunks"):
-        text += f", {cfg['cached_chunks']}/{cfg['n_chunks']} chunks from the cache, {cfg['runtime_s']:.1f} s wall now"
-    return text
+    """Compute time of the sweep's chunks (those read from the cache included), as saved in its JSON.
+
+    Only saved, byte-stable numbers go into the README (this call's wall time
+    and cache hits go to the console), so an unchanged re-run rewrites nothing.
+    """
+    return f"{cfg.get('compute_s', cfg.get('runtime_s', 0.0)):.1f} s of compute"
 
 
 def _claim_text(exp) -> str:
@@ -66,8 +67,8 @@ def _claim_text(exp) -> str:
     return lines[0] if len(lines) == 1 else "\n".join("- " + line for line in lines)
 
 
-def _section(exp, table, summary, mode: str, folder: Path | None = None) -> str:
-    cfg = table.attrs["config"]
+def _section(exp, table, summary, mode: str, folder: Path | None = None, saved: dict | None = None) -> str:
+    cfg = saved if saved is not None else table.attrs["config"]
     flag = " --quick" if mode == "quick" else ""
     seed_flag = f" --seed {cfg['seed']}" if cfg["seed"] else ""
     out_dir = (folder if folder is not None else Path("reports") / mode).as_posix()
@@ -98,6 +99,8 @@ def build_report(
     quick: bool = True,
     names: Sequence[str] | None = None,
     n_jobs: int = 1,
+    backend: str = "loky",
+    scheduler=None,
     seed: int = 0,
     use_cache: bool = True,
     progress: bool | None = None,
@@ -106,6 +109,10 @@ def build_report(
     readme_path: str | Path | None = None,
 ) -> Path:
     """Run the experiments (all registered ones, or ``names``) and write the report; returns its README path.
+
+    Each experiment goes through :func:`phase_transition.pipeline.run_experiment`,
+    the same path as ``phase-transition run``.  Every experiment's plan is
+    validated, and the folder checked writable, before the first sweep starts.
 
     Parameters
     ----------
@@ -116,8 +123,10 @@ def build_report(
         Quick grids (tests, CI) or the paper-scale ones.
     names : list of str, optional
         Only these experiments (default: every registered one).
-    n_jobs, seed, progress
-        Passed to :func:`phase_transition.run_grid`.
+    n_jobs, backend, scheduler, seed, progress
+        Passed to :func:`phase_transition.run_grid` (``backend="dask"`` with a
+        scheduler address or ``dask.distributed.Client`` runs every sweep on
+        that cluster).
     use_cache : bool, default True
         Reuse finished chunks of earlier runs.
     echo : callable, default print
@@ -126,7 +135,7 @@ def build_report(
         Re-raise the first exception of an experiment (its sweep, figure or
         summary).  Otherwise the failure is written into its section, the other
         experiments go on, and :class:`ReportError` is raised once the README is
-        written.
+        written.  A sweep whose every row failed is such a failure.
     readme_path : path, optional
         Also refresh the gallery and the claims table of this README (the
         project's top-level one), see :func:`update_readme`.
@@ -135,21 +144,29 @@ def build_report(
     -------
     pathlib.Path
         ``<out>/<mode>/README.md``.
+
+    Notes
+    -----
+    Re-running an unchanged report rewrites no file: tables are byte-stable,
+    timings are kept from the saved JSON when a table did not change, figures
+    carry no metadata, and the README quotes only saved numbers.
     """
+    from .pipeline import check_plan, check_writable, run_experiment
+
     mode = MODES[bool(quick)]
-    folder = Path(out) / mode
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_writable(Path(out) / mode)
+    cache_dir = (Path(out) / ".cache") if use_cache else None
     exps = [get_experiment(n) for n in names] if names else list_experiments()
+    for exp in exps:  # every plan validated before the first sweep
+        check_plan(exp, quick=quick, seed=seed)
     sections, summaries, failures, computes, t0 = [], {}, {}, {}, time.perf_counter()
     for exp in exps:
         echo(f"[report] {exp.name} ...")
         try:
-            table = run_grid(exp, quick=quick, seed=seed, n_jobs=n_jobs,
-                             cache_dir=(Path(out) / ".cache") if use_cache else None, progress=progress)
-            config = table.attrs["config"]
-            figure = exp.plot(table, config) if exp.plot is not None else None
-            summary = exp.summarize(table, config) if exp.summarize is not None else {}
-            save_results(table, folder, exp.name, figure=figure, summary=summary)
+            result = run_experiment(exp, folder, quick=quick, seed=seed, n_jobs=n_jobs, backend=backend,
+                                    scheduler=scheduler, cache_dir=cache_dir, progress=progress, fail_fast=fail_fast)
+            if result.all_failed:
+                raise RuntimeError(result.message())
         except Exception as exc:
             if fail_fast:
                 raise
@@ -157,23 +174,26 @@ def build_report(
             echo(f"[report] {exp.name} FAILED: {failures[exp.name]}")
             sections.append("\n".join([f"## {exp.name}", "", f"**Failed:** `{failures[exp.name]}`", ""]))
             continue
-        summaries[exp.name] = summary
-        sections.append(_section(exp, table, summary, mode, folder))
-        computes[exp.name] = float(config.get("compute_s", config["runtime_s"]))
-        echo(f"[report] {exp.name}: {config['n_rows']} rows, {_timing(config)}")
-    total = time.perf_counter() - t0
+        summaries[exp.name] = result.summary
+        sections.append(_section(exp, result.table, result.summary, mode, folder, saved=result.saved))
+        computes[exp.name] = float(result.saved.get("compute_s", result.saved.get("runtime_s", 0.0)))
+        cfg = result.config
+        echo(f"[report] {result.message()}, {cfg['compute_s']:.1f} s of compute, "
+             f"{cfg['cached_chunks']}/{cfg['n_chunks']} chunks from the cache, {cfg['runtime_s']:.1f} s wall")
+    echo(f"[report] {len(exps)} experiments in {time.perf_counter() - t0:.0f} s wall")
     if readme_path is not None:
         update_readme(readme_path, summaries, folder)
     only = "".join(f" --only {e.name}" for e in exps) if names else ""
+    total = sum(computes.values())
     head = [
-        f"# Report ({mode})",
+        f"# Report ({mode}): {total:.0f} s of compute",
         "",
         f"Regenerated by `phase-transition report{' --quick' if quick else ''}{only}{' --seed %d' % seed if seed else ''} "
         f"--out {Path(out).as_posix()}` "
         f"(`make {'report' if quick else 'report-full'}`), package version {package_version()}, seed {seed}: "
-        f"{len(exps)} experiments, {sum(computes.values()):.0f} s of compute in all "
-        f"({total:.0f} s wall for this call, which reuses cached chunks; "
-        f"compute times are of one worker per chunk, on 2 shared cores).",
+        f"{len(exps)} experiments, {total:.0f} s of compute in all "
+        f"(the compute time of every chunk, those read from the cache included; one worker per chunk, "
+        f"on 2 shared cores).",
         "Every number below is computed from the table next to it; the tests assert each phenomenon on the quick grids.",
         "",
         "| experiment | what it shows |",
@@ -185,7 +205,7 @@ def build_report(
               "their tolerance, and what this run measured.", "",
               claims_table(summaries, link=lambda e: f"#{e}"), ""]
     readme = folder / "README.md"
-    readme.write_text("\n".join(head + [""] + claims + sections))
+    atomic_write(readme, "\n".join(head + [""] + claims + sections))
     _write_index(Path(out))
     if failures:
         raise ReportError(readme, failures)
@@ -197,7 +217,7 @@ def _write_index(out: Path) -> None:
     for mode, what in (("full", "paper-scale grids (`make report-full`)"), ("quick", "small grids (`make report`)")):
         if (out / mode / "README.md").exists():
             lines.append(f"- [{mode}]({mode}/README.md): {what}")
-    (out / "README.md").write_text("\n".join(lines) + "\n")
+    atomic_write(out / "README.md", "\n".join(lines) + "\n")
 
 
 def _replace_between(text: str, name: str, body: str) -> str:
@@ -232,5 +252,5 @@ def update_readme(readme_path: str | Path, summaries: dict, folder: str | Path) 
               "", claims_table(summaries, link=lambda e: f"{rel}/README.md#{e}")]
     text = _replace_between(text, "gallery", "\n".join(gallery))
     text = _replace_between(text, "claims", "\n".join(claims))
-    readme_path.write_text(text)
+    atomic_write(readme_path, text)
     return readme_path

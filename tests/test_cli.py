@@ -35,11 +35,13 @@ def _main(argv, capsys) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        ([], ["list", "run", "report"]),
+        ([], ["list", "show", "run", "report", "plot"]),
         (["list"], []),
         (["run"], ["NAME", "--quick", "--trials", "--jobs", "--backend", "--scheduler", "--set", "--seed", "--out",
                    "--no-cache", "--quiet"]),
-        (["report"], ["--quick", "--out", "--only", "--jobs", "--seed", "--no-cache"]),
+        (["report"], ["--quick", "--out", "--only", "--jobs", "--backend", "--scheduler", "--seed", "--no-cache"]),
+        (["plot"], ["NAME", "--from", "--out"]),
+        (["show"], ["NAME"]),
     ],
 )
 def test_help_is_complete(argv, expected):
@@ -68,9 +70,9 @@ def test_run_writes_table_configuration_and_figure(tmp_path, capsys):
     code, stdout, stderr = _main(["run", "toy-sweep", "--quick", "--quiet", "--out", str(out), "--seed", "3",
                                   "--set", "scale=3", "--set", "a=1,2", "--set", "label=hello", "--trials", "2"], capsys)
     assert code == 0, stderr
-    assert "toy-sweep: 8 rows, 0 errors" in stdout
+    assert "toy-sweep: 8 rows, 0 failed" in stdout
     table = pd.read_csv(out / "toy-sweep.csv")
-    assert list(table.columns) == ["a", "b", "trial", "seed", "value", "big", "runtime_s", "error"]
+    assert list(table.columns) == ["a", "b", "trial", "seed", "value", "big", "error"]  # timings in the JSON
     assert len(table) == 2 * 2 * 2 and sorted(table["a"].unique()) == [1, 2]
     meta = json.loads((out / "toy-sweep.json").read_text())
     assert meta["experiment"] == "toy-sweep" and meta["seed"] == 3 and meta["trials"] == 2
@@ -78,7 +80,7 @@ def test_run_writes_table_configuration_and_figure(tmp_path, capsys):
     assert meta["params"]["scale"] == 3.0 and isinstance(meta["params"]["scale"], float)
     assert meta["params"]["label"] == "hello"
     assert meta["columns"] == list(table.columns)
-    assert "version" in meta and meta["runtime_s"] >= 0
+    assert "version" in meta and meta["runtime_s"] >= 0 and len(meta["row_runtime_s"]) == 8
     assert meta["summary"]["rows"] == 8
     assert (out / "toy-sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / ".cache").is_dir()

@@ -51,7 +51,8 @@ def test_table_layout(reference):
     cfg = df.attrs["config"]
     assert cfg["experiment"] == "toy-sweep"
     assert cfg["grid"] == {"a": [1, 2, 3], "b": [0.5, 1.0]}
-    assert cfg["params"] == {"scale": 2.0, "fail_on": -1, "label": "x", "log_dir": "", "mode": "plain"}  # quick_params applied
+    assert cfg["params"] == {"scale": 2.0, "fail_on": -1, "label": "x", "log_dir": "", "mode": "plain",
+                             "fail_all": False, "sleep_s": 0.0}  # quick_params applied
     assert cfg["trials"] == 3 and cfg["seed"] == 7
     assert isinstance(cfg["version"], str) and cfg["version"]
     assert cfg["runtime_s"] >= 0 and cfg["n_rows"] == 18 and cfg["n_errors"] == 0

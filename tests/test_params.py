@@ -25,8 +25,9 @@ def test_fields_are_coerced_and_read_as_a_mapping():
     p = ToyParameters(a=2, b=1, scale=3)
     assert p.b == 1.0 and isinstance(p.b, float) and isinstance(p.scale, float)
     assert p["a"] == 2 and p.get("zzz") is None and "scale" in p and "zzz" not in p
-    assert dict(p) == {"a": 2, "b": 1.0, "scale": 3.0, "fail_on": -1, "label": "x", "log_dir": "", "mode": "plain"}
-    assert p.to_dict() == dict(p) and len(p) == 7
+    assert dict(p) == {"a": 2, "b": 1.0, "scale": 3.0, "fail_on": -1, "label": "x", "log_dir": "", "mode": "plain",
+                       "fail_all": False, "sleep_s": 0.0}
+    assert p.to_dict() == dict(p) and len(p) == 9
     assert pickle.loads(pickle.dumps(p)) == p and hash(p) == hash(ToyParameters(a=2, b=1.0, scale=3.0))
     with pytest.raises(FrozenInstanceError):
         p.a = 3

@@ -40,18 +40,19 @@ def test_save_results_writes_every_file(tmp_path, table):
     out = tmp_path / "out"
     assert paths["csv"] == out / "toy.csv" and paths["json"] == out / "toy.json" and paths["png"] == out / "toy.png"
     back = pd.read_csv(paths["csv"], keep_default_na=False, na_values=[""])
-    assert list(back.columns) == list(table.columns) and len(back) == len(table)
+    assert list(back.columns) == [c for c in table.columns if c != "runtime_s"] and len(back) == len(table)
     np.testing.assert_array_equal(back["seed"], table["seed"])
     np.testing.assert_allclose(back["value"], table["value"], rtol=1e-12)
     assert (back["error"].fillna("") != "").sum() == 2  # the two failed trials
     meta = json.loads(paths["json"].read_text())
     for key in ("experiment", "grid", "params", "trials", "seed", "version", "runtime_s"):
         assert key in meta
-    assert meta["columns"] == list(table.columns) and meta["summary"] == {"mean": 1.5}
+    assert meta["columns"] == list(back.columns) and meta["summary"] == {"mean": 1.5}
+    assert meta["row_runtime_s"] == [round(v, 6) for v in table["runtime_s"]]
     assert paths["png"].read_bytes()[:8] == PNG
     pytest.importorskip("pyarrow")
     pq = pd.read_parquet(paths["parquet"])
-    pd.testing.assert_frame_equal(pq.drop(columns="big"), table.drop(columns="big"))
+    pd.testing.assert_frame_equal(pq.drop(columns="big"), table.drop(columns=["big", "runtime_s"]))
     ok = table["error"] == ""
     assert pq.loc[ok, "big"].tolist() == table.loc[ok, "big"].tolist()
     assert pq.loc[~ok, "big"].isna().all()  # bool metric of a failed trial: missing

@@ -16,6 +16,7 @@ Side channels go through files in the folder named by the ``log_dir`` parameter
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,13 @@ def _log_and_maybe_crash(tasks) -> None:
 def toy_run(tasks):
     """One row per task: a noisy product (seeded by the task) and a boolean."""
     _log_and_maybe_crash(tasks)
+    if tasks[0].params["sleep_s"]:
+        time.sleep(tasks[0].params["sleep_s"])
     rows = []
     for task in tasks:
         p = task.params
+        if p["fail_all"]:
+            raise MemoryError(f"toy: cannot allocate for a={p['a']}")
         if p["a"] == p["fail_on"] and task.trial == 1:
             raise ValueError(f"toy failure at a={p['a']} trial={task.trial}")
         value = p["a"] * p["b"] * p["scale"] + task.rng.normal()
@@ -69,6 +74,8 @@ class ToyParameters(Parameters):
     label: str = param("x", help="free text")
     log_dir: str = param("", help="folder of the call log (empty: no log)")
     mode: str = param("plain", choices=("plain", "fancy"), help="a choice, for the CLI tests")
+    fail_all: bool = param(False, help="every trial raises")
+    sleep_s: float = param(0.0, ge=0.0, help="seconds each run call sleeps (concurrency tests)")
 
     def validate(self):
         if self.fail_on == 0:
