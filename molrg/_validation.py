@@ -39,6 +39,7 @@ __all__ = [
     "check_batch",
     "check_levels",
     "check_dims",
+    "check_int_sequence",
     "is_torch",
     "array_namespace",
     "append_dims",
@@ -219,19 +220,28 @@ def check_choice(name: str, value: Any, choices) -> str:
     return value
 
 
+def check_int_sequence(name: str, value: Any, *, low: int | None = 1, high: int | None = None) -> tuple[int, ...]:
+    """An int or a non-empty sequence of ints, each in ``[low, high]``, returned as a tuple.
+
+    The one rule for options such as ``dims`` (subspace dimensions) or ``q``
+    (neighbour counts of the spectral start).
+    """
+    if _is_int(value):
+        value = (value,)
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a positive int or a sequence of them, got {value!r}")
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive int or a sequence of them, got {value!r}") from None
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return tuple(check_int(f"{name}[{k}]", v, low=low, high=high) for k, v in enumerate(value))
+
+
 def check_dims(name: str, dims: Any, n: int | None = None) -> tuple[int, ...]:
     """Validate subspace dimensions: a positive int or a non-empty sequence of them, each <= n."""
-    if _is_int(dims):
-        dims = (dims,)
-    if isinstance(dims, (str, bytes)):
-        raise TypeError(f"{name} must be a positive int or a sequence of them, got {dims!r}")
-    try:
-        dims = tuple(dims)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive int or a sequence of them, got {dims!r}") from None
-    if not dims:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(check_int(f"{name}[{k}]", d, low=1, high=n) for k, d in enumerate(dims))
+    return check_int_sequence(name, dims, low=1, high=n)
 
 
 # --------------------------------------------------------------------------- arrays

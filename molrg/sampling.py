@@ -194,16 +194,7 @@ def sample_euler(denoise: Denoiser, x, sigmas, *, extra_args: Mapping | None = N
         ``x`` not a finite real array; ``sigmas`` not a strictly decreasing grid
         of at least 2 finite levels ``>= 0``; ``extra_args`` not a dict.
     """
-    sig = _check_sigmas(sigmas)
-    x = _check_start(x)
-    extra = _check_extra(extra_args)
-    for i in range(sig.size - 1):
-        s_i, s_next = float(sig[i]), float(sig[i + 1])
-        denoised = denoise(x, 1.0, s_i, **extra)
-        _notify(callback, x, i, s_i, denoised)
-        d = (x - denoised) / s_i
-        x = x + d * (s_next - s_i)
-    return x
+    return _probability_flow(denoise, x, sigmas, extra_args, callback, heun=False)
 
 
 def sample_heun(denoise: Denoiser, x, sigmas, *, extra_args: Mapping | None = None, callback: Callable | None = None):
@@ -223,6 +214,11 @@ def sample_heun(denoise: Denoiser, x, sigmas, *, extra_args: Mapping | None = No
     >>> bool(np.allclose(x0, x0 @ m.bases[0] @ m.bases[0].T, atol=1e-8))
     True
     """
+    return _probability_flow(denoise, x, sigmas, extra_args, callback, heun=True)
+
+
+def _probability_flow(denoise, x, sigmas, extra_args, callback, *, heun: bool):
+    """Euler or Heun steps of ``dx/dsigma = (x - D(x, sigma)) / sigma`` (the public twins validate here)."""
     sig = _check_sigmas(sigmas)
     x = _check_start(x)
     extra = _check_extra(extra_args)
@@ -232,7 +228,7 @@ def sample_heun(denoise: Denoiser, x, sigmas, *, extra_args: Mapping | None = No
         _notify(callback, x, i, s_i, denoised)
         d = (x - denoised) / s_i
         dt = s_next - s_i
-        if s_next == 0.0:
+        if not heun or s_next == 0.0:
             x = x + d * dt
         else:
             x_2 = x + d * dt

@@ -43,6 +43,12 @@ def _as_t(t):
     return check_array("t", t, dtype=np.float64)
 
 
+def _check_sigma_range(schedule) -> None:
+    """``0 < sigma_min < sigma_max`` of a VE or EDM schedule."""
+    check_real("sigma_min", schedule.sigma_min, low=0.0, low_open=True)
+    check_real("sigma_max", schedule.sigma_max, low=schedule.sigma_min, low_open=True)
+
+
 @dataclass(frozen=True)
 class VP(NoiseSchedule):
     """Variance preserving (DDPM in continuous time, Song et al. 2021).
@@ -85,8 +91,7 @@ class VE(NoiseSchedule):
     t_max: float = 1.0
 
     def __post_init__(self):
-        check_real("sigma_min", self.sigma_min, low=0.0, low_open=True)
-        check_real("sigma_max", self.sigma_max, low=self.sigma_min, low_open=True)
+        _check_sigma_range(self)
 
     def scale(self, t):
         t = _as_t(t)
@@ -109,8 +114,7 @@ class EDM(NoiseSchedule):
     rho: float = 7.0
 
     def __post_init__(self):
-        check_real("sigma_min", self.sigma_min, low=0.0, low_open=True)
-        check_real("sigma_max", self.sigma_max, low=self.sigma_min, low_open=True)
+        _check_sigma_range(self)
         check_real("rho", self.rho, low=0.0, low_open=True)
 
     @property

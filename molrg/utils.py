@@ -17,45 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import (  # re-exported: the names have always lived here
-    append_dims,
-    array_namespace,
-    check_array,
-    check_batch,
-    check_choice,
-    check_dims,
-    check_int,
-    check_levels,
-    check_matrix,
-    check_random_state,
-    check_real,
-    concrete_all,
-    deprecated_alias,
-    is_torch,
-    problem_generators,
-    torch_generator,
-)
+from ._validation import *  # noqa: F401,F403  (re-exported: the names have always lived here)
+from ._validation import __all__ as _VALIDATION_ALL
+from ._validation import array_namespace, check_int, check_random_state, is_torch
 
-__all__ = [
-    "check_random_state",
-    "problem_generators",
-    "torch_generator",
-    "check_int",
-    "check_real",
-    "check_choice",
-    "check_matrix",
-    "check_array",
-    "check_batch",
-    "check_levels",
-    "check_dims",
-    "deprecated_alias",
-    "concrete_all",
-    "random_orthonormal",
-    "orthonormalize",
-    "is_torch",
-    "array_namespace",
-    "append_dims",
-]
+__all__ = [*_VALIDATION_ALL, "random_orthonormal", "orthonormalize"]
 
 
 # --------------------------------------------------------------------------- orthonormal bases
