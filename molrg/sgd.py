@@ -211,7 +211,7 @@ def train_dae(
     lr_schedule: str = "cosine",
     lr_final: float = 0.0,
     exact_steps: int = 0,
-    exact_lr: float = 1.0,
+    exact_lr: float = 10.0,
     average: float = 0.0,
     mask=None,
     retraction: str = "qr",
@@ -283,7 +283,7 @@ def train_dae(
         Monte-Carlo noise, so it removes SGD's noise floor (issue 13: from a
         good start, the median subspace error falls from ~1e-2 to float
         precision); it needs equal dims and uniform weights.
-    exact_lr : float, default 1.0
+    exact_lr : float, default 10.0
         Step of the exact phase (same units as ``lr``).  The update is a shifted
         power iteration, ``orth((I + 2 exact_lr C_k) U_k)``, stable for any value.
     average : float, default 0.0

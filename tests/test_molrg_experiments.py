@@ -44,28 +44,93 @@ def test_kss_succeeds_far_above_and_fails_below_k_d(kss_quick):
     assert summary["success_far_above"] >= 0.9 and summary["success_below_boundary"] == 0.0
 
 
-@pytest.mark.parametrize("name", ["molrg-kss-k3", "molrg-sgd-k3"])
+def three_components_boundary(df) -> bool:
+    """Figure 8's claim on a quick-grid table: nothing below N = 3 d (nor between 2 d and 3 d), >= 0.9 far above."""
+    far, below = df["N"] >= 12 * df["d"], df["N"] < 3 * df["d"]
+    mid = (df["N"] >= 2 * df["d"]) & below
+    assert far.any() and below.any() and mid.any()
+    return bool(df.loc[far, "success"].mean() >= 0.9 and df.loc[below, "success"].sum() == 0
+                and df.loc[mid, "success"].sum() == 0)
+
+
+@pytest.mark.parametrize("name", ["molrg-kss-k3", "molrg-sgd-k3-spectral"])
 def test_three_components_boundary(name):
-    """Figure 8: with K = 3 the boundary moves to N = 3 d, for K-subspaces and for SGD."""
+    """Figure 8: with K = 3 the boundary moves to N = 3 d, for K-subspaces and for truth-free SGD."""
     df = run_grid(name, quick=True)
     assert df.attrs["config"]["params"]["K"] == 3 and (df["error"] == "").all()
-    far, below = df["N"] >= 12 * df["d"], df["N"] < 3 * df["d"]
+    assert three_components_boundary(df)
+    # the data never allow more than the oracle sees
+    assert df.loc[df["N"] < 3 * df["d"], "oracle_success"].sum() == 0
+
+
+def paper_sgd_k3_claim(df) -> bool:
+    """Figure 8 for SGD as the paper ran it: >= 0.9 far above N = 3 d, nothing at N < d.
+
+    Between N = d and N = 3 d the start near the truth lets SGD keep directions the
+    data do not determine, so it succeeds where the oracle cannot (measured, not asserted).
+    """
+    far = df["N"] >= 12 * df["d"]
+    return bool(df.loc[far, "success"].mean() >= 0.9 and df.loc[df["N"] < df["d"], "success"].sum() == 0)
+
+
+def test_three_components_paper_sgd():
+    df = run_grid("molrg-sgd-k3", quick=True)
+    assert paper_sgd_k3_claim(df) and df["start_success"].sum() == 0
+
+
+def test_three_components_sgd_claim_fails_without_training():
+    """Switching SGD off (steps=0: the start near the truth alone) breaks the figure-8 SGD claim."""
+    df = run_grid("molrg-sgd-k3", quick=True, params={"steps": 0})
+    assert not paper_sgd_k3_claim(df)
+    assert (df["success"] == df["start_success"]).all()
+
+
+def paper_sgd_boundary(df, K=2) -> bool:
+    """Figure 4c's claim on a quick-grid table: success 0 below N = K d, >= 0.9 at N >= 4 K d."""
+    far, below = df["N"] >= 4 * K * df["d"], df["N"] < K * df["d"]
     assert far.any() and below.any()
-    assert df.loc[far, "success"].mean() >= 0.9
-    assert df.loc[below, ["success", "oracle_success"]].to_numpy().sum() == 0
-    # between K = 2's boundary and K = 3's nothing succeeds: the boundary moved
-    mid = (df["N"] >= 2 * df["d"]) & below
-    assert mid.any() and df.loc[mid, "success"].sum() == 0
+    return bool(df.loc[far, "success"].mean() >= 0.9 and df.loc[below, "success"].sum() == 0)
 
 
-def test_kss_table_is_independent_of_workers(kss_quick):
-    two = run_grid("molrg-kss", quick=True, n_jobs=2)
-    assert_frame_equal(kss_quick.drop(columns="runtime_s"), two.drop(columns="runtime_s"))
+@pytest.fixture(scope="module")
+def sgd_quick():
+    return run_grid("molrg-sgd", quick=True)
 
 
-def test_sgd_and_kss_agree_on_the_same_data():
-    df = run_grid("molrg-sgd-vs-kss", quick=True)
-    assert (df["error"] == "").all()
+def test_paper_sgd_recovers_above_k_d(sgd_quick):
+    """Figure 4c as the paper ran it: softmax DAE, start near the truth (labelled: it uses the truth)."""
+    df = sgd_quick
+    p = df.attrs["config"]["params"]
+    assert p["parameterization"] == "softmax" and p["init"] == "near_truth" and (df["error"] == "").all()
+    assert paper_sgd_boundary(df)
+    # training did the work: the perturbed start alone fails everywhere
+    assert df["start_success"].sum() == 0
+    fig = get_experiment("molrg-sgd").plot(df, df.attrs["config"])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("softmax DAE" in t and "uses the truth" in t for t in titles) and not any("hardmax" in t for t in titles)
+    assert any(t.startswith("start only") for t in titles)
+
+
+def test_paper_sgd_claim_fails_without_training():
+    df = run_grid("molrg-sgd", quick=True, params={"steps": 0})
+    assert not paper_sgd_boundary(df)
+
+
+@pytest.fixture(scope="module")
+def spectral_quick():
+    return run_grid("molrg-sgd-spectral", quick=True)
+
+
+def spectral_sgd_claim(df) -> bool:
+    """SGD from the spectral start never loses a cell of its start, and reaches float32 precision (median <= 1e-4)."""
+    s = get_experiment("molrg-sgd-spectral").summarize(df, df.attrs["config"])
+    return bool(s["cells_below_start"] == 0 and s["broken"] == 0 and s["median_error_of_successes"] <= 1e-4)
+
+
+def test_spectral_sgd_keeps_its_start_and_agrees_with_kss(spectral_quick):
+    """Truth-free SGD (issue 13 item 2) and Theorem 3 in practice: SGD and K-subspaces succeed on the same data."""
+    df = spectral_quick
+    assert (df["error"] == "").all() and spectral_sgd_claim(df)
     assert df["agree"].mean() >= 0.9
     below = df["N"] < 2 * df["d"]
     assert df.loc[below, ["success", "kss_success"]].to_numpy().sum() == 0
@@ -73,11 +138,38 @@ def test_sgd_and_kss_agree_on_the_same_data():
     assert df.loc[far, "success"].mean() >= 0.9 and df.loc[far, "kss_success"].mean() >= 0.9
 
 
+def test_spectral_sgd_claim_fails_without_the_exact_phase():
+    """The mechanism of the fix: without the exact final phase SGD's noise floor stays (median error >> 1e-4)."""
+    df = run_grid("molrg-sgd-spectral", quick=True, params={"exact_steps": 0})
+    assert not spectral_sgd_claim(df)
+    assert get_experiment("molrg-sgd-spectral").summarize(df, df.attrs["config"])["median_error_of_successes"] > 1e-3
+
+
+def test_spectral_sgd_k3_keeps_its_start():
+    df = run_grid("molrg-sgd-k3-spectral", quick=True)
+    s = get_experiment("molrg-sgd-k3-spectral").summarize(df, df.attrs["config"])
+    assert s["cells_below_start"] == 0 and s["median_error_of_successes"] <= 1e-4
+    assert three_components_boundary(df)
+
+
+def test_kss_table_is_independent_of_workers(kss_quick):
+    two = run_grid("molrg-kss", quick=True, n_jobs=2)
+    assert_frame_equal(kss_quick.drop(columns="runtime_s"), two.drop(columns="runtime_s"))
+
+
+def sgd_single_claim(df) -> bool:
+    """Figure 4a's claim: success 0 for N < d and >= 0.8 for N >= 2 d."""
+    return bool(df.loc[df["N"] < df["d"], "success"].sum() == 0 and df.loc[df["N"] >= 2 * df["d"], "success"].mean() >= 0.8)
+
+
 def test_sgd_single_learns_the_subspace_above_n_equals_d():
     df = run_grid("molrg-sgd-single", quick=True)
-    assert (df["error"] == "").all()
-    assert df.loc[df["N"] < df["d"], "success"].sum() == 0
-    assert df.loc[df["N"] >= 2 * df["d"], "success"].mean() >= 0.8
+    assert (df["error"] == "").all() and sgd_single_claim(df)
+
+
+def test_sgd_single_claim_fails_without_training():
+    df = run_grid("molrg-sgd-single", quick=True, params={"steps": 0})
+    assert not sgd_single_claim(df) and df["success"].sum() == 0
 
 
 def test_figures_show_the_heatmaps(kss_quick):
@@ -96,7 +188,8 @@ def test_figures_show_the_heatmaps(kss_quick):
     [
         ("molrg-kss", dict(params={"K": 7}, grid={"d": [8]}), "K\\*d <= n"),
         ("molrg-sgd", dict(params={"parameterization": "single"}), "needs K = 1"),
-        ("molrg-sgd", dict(params={"init": "psychic"}), "init must be one of"),
+        ("molrg-sgd", dict(params={"init": "psychic"}), "init must be"),
+        ("molrg-sgd-spectral", dict(params={"steps": -1}), "steps must be"),
         ("molrg-pca", dict(params={"tau": 0.0}), "tau"),
         ("molrg-pca", dict(grid={"N": [0]}), "N must be"),
     ],
