@@ -15,7 +15,7 @@ To export a new public name, add ``"name": "module"`` to ``_EXPORTS`` below
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import attach
 
 __version__ = "0.1.0"
 
@@ -92,19 +92,4 @@ _SUBMODULES = {
     "empirical", "jacobian", "mlp", "generalization", "denoisers", "loss", "sgd",
 }
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value  # later lookups skip this hook
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS, _SUBMODULES)
