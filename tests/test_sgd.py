@@ -154,3 +154,43 @@ def test_bad_input():
         train_dae(X, 2, mask=np.zeros((2, 6), bool))
     with pytest.raises(ValueError, match="one entry per problem"):
         train_dae(X, 2, random_state=[1, 2, 3])
+
+
+def test_exact_phase_removes_the_noise_floor():
+    """Issue 13 item 2: from a good start SGD's Monte-Carlo noise leaves ~1e-2 error; the exact phase reaches ~1e-8.
+
+    Switching the exact phase off (exact_steps=0) keeps the floor: the mechanism, not the start, gives the precision.
+    """
+    X, truth = _problems(6, 40, 16, [2, 2], 800)
+    kw = dict(parameterization="softmax", init="spectral", steps=100, dtype=torch.float64, random_state=list(range(6)))
+    on = subspace_error_batch(list(train_dae(X, (2, 2), exact_steps=30, **kw).bases), truth)
+    off = subspace_error_batch(list(train_dae(X, (2, 2), **kw).bases), truth)
+    assert np.median(on) < 1e-6 < 1e-3 < np.median(off)
+    assert success(on).all()
+
+
+def test_steps_zero_is_the_start_and_dtype_follows_the_input():
+    X, truth = _problems(3, 12, 10, [2, 2], 900)
+    res = train_dae(X, (2, 2), init="near_truth", true_bases=truth, steps=0, random_state=[1, 2, 3])
+    for U, V in zip(res.bases, res.initial_bases):
+        assert_allclose(U, V, atol=1e-12)
+    assert res.loss_history.shape == (0, 3) and res.config["dtype"] == "torch.float64"
+    assert train_dae(X.astype(np.float32), (2, 2), steps=2, random_state=0).config["dtype"] == "torch.float32"
+    assert train_dae(X, (2, 2), steps=2, dtype="float32", random_state=0).config["dtype"] == "torch.float32"
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        train_dae(X, (2, 2), steps=2, dtype=np.int64)
+    with pytest.raises(ValueError, match="exact_steps > 0 need equal dims"):
+        train_dae(X, (1, 3), steps=2, exact_steps=2)
+    with pytest.warns(FutureWarning, match="runtime_s"):
+        assert res.wall_time == res.runtime_s
+    frame = res.to_frame()
+    assert list(frame.columns) == ["problem", "step", "loss"] and len(frame) == 0
+
+
+def test_iterate_averaging_lowers_a_constant_rate_floor(k1):
+    """Averaging the projectors of the last half of a constant-rate run lowers its noise floor."""
+    X, truth = k1
+    kw = dict(parameterization="single", steps=400, lr_schedule="constant", random_state=list(range(10)))
+    plain = subspace_error_batch(list(train_dae(X[:10], 4, **kw).bases), [truth[0][:10]])
+    avg = subspace_error_batch(list(train_dae(X[:10], 4, average=0.5, **kw).bases), [truth[0][:10]])
+    assert np.median(avg) < 0.7 * np.median(plain)
