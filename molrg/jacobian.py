@@ -37,7 +37,7 @@ import numpy as np
 
 from .sampling import SAMPLERS, _check_sigmas
 from .schedules import karras_sigmas
-from .utils import check_choice, check_int, check_random_state, check_real, is_torch, torch_generator
+from .utils import array_namespace, check_choice, check_int, check_random_state, check_real, is_torch, torch_generator
 
 __all__ = ["denoiser_jacobian", "numerical_rank", "RankTrajectory", "rank_along_trajectory"]
 
@@ -108,11 +108,9 @@ RANK_METHODS = ("energy", "threshold")
 def _singular_values(J) -> np.ndarray:
     """Singular values of ``J (..., m, n)`` over the last two axes, float64 numpy, descending."""
     if is_torch(J):
-        import torch
-
         if J.ndim < 2:
             raise ValueError(f"J must have at least 2 axes, got shape {tuple(J.shape)}")
-        return torch.linalg.svdvals(J.detach().to(torch.float64)).cpu().numpy()
+        return array_namespace(J).linalg.svdvals(J.detach().double()).cpu().numpy()
     J = np.asarray(J)
     if J.dtype.kind not in "biuf":
         raise TypeError(f"J must be a real numeric array, got dtype {J.dtype}")

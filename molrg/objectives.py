@@ -37,9 +37,7 @@ def _masked_sum(values, mask, xp):
     """Sum of ``values (..., N)`` over the last axis, only where ``mask (..., N)`` is true/non-zero."""
     if mask is not None:
         if is_torch(values):
-            import torch
-
-            m = torch.as_tensor(mask, device=values.device).to(values.dtype)
+            m = xp.as_tensor(mask, device=values.device).to(values.dtype)
         else:
             m = xp.asarray(mask).astype(values.dtype)
         values = values * m
