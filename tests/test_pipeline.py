@@ -277,3 +277,50 @@ def test_every_figure_is_rebuilt_from_its_saved_quick_table(name, tmp_path, monk
                          f"{type(exc).__name__}: {exc}")
         raise
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+# --------------------------------------------------------------------------- the report on a Dask cluster
+@pytest.mark.slow
+def test_report_on_a_dask_cluster_of_two_processes_gives_the_tables_of_one_job(tmp_path):
+    """`report --backend dask --scheduler ADDRESS` on a loopback cluster of two worker processes: the same tables."""
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import Client, LocalCluster
+
+    names = ["toy-sweep", "toy-numpy"]
+    build_report(tmp_path / "one", quick=True, names=names, progress=False, echo=lambda m: None)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        build_report(tmp_path / "dask", quick=True, names=names, backend="dask", scheduler=cluster.scheduler_address,
+                     progress=False, echo=lambda m: None)
+        pids = client.run(__import__("os").getpid)
+        assert len(set(pids.values())) == 2 and __import__("os").getpid() not in pids.values()
+    for name in names:
+        one, dask = (tmp_path / where / "quick" / f"{name}.csv" for where in ("one", "dask"))
+        assert dask.read_bytes() == one.read_bytes()
+    one, dask = (tmp_path / where / "quick" / "toy-sweep.png" for where in ("one", "dask"))
+    assert dask.read_bytes() == one.read_bytes()
+
+
+def test_report_command_passes_backend_and_scheduler(tmp_path, monkeypatch, capsys):
+    import phase_transition.report as report_module
+
+    seen = {}
+
+    def fake_build_report(out, **kwargs):
+        seen.update(kwargs)
+        return Path(out) / "quick" / "README.md"
+
+    monkeypatch.setattr(report_module, "build_report", fake_build_report)
+    class FakeClient:
+        def __init__(self, address):
+            self.address, self.closed = address, False
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr("phase_transition.cli._connect", FakeClient)
+    code, stdout, err = _main(["report", "--quick", "--out", str(tmp_path), "--backend", "dask",
+                               "--scheduler", "tcp://127.0.0.1:1"], capsys)
+    assert code == 0, err
+    assert seen["backend"] == "dask" and seen["scheduler"].address == "tcp://127.0.0.1:1"
+    assert seen["scheduler"].closed  # the command closes the client it opened
