@@ -1,15 +1,25 @@
 """Locality experiments (SPEC Part B; paper figures 1 and 2), registered with the sweep engine.
 
-* ``locality-radius``: ``r_eff(t)`` along the OU process for several ``d``, ``b``
-  and condition numbers (knob ``offdiag_scale``): figure 1, right and bottom.
+* ``locality-radius``: ``r_eff(t)`` along the OU process for ``d`` from 50 to
+  102 400, several ``b`` and two couplings (the knob that sets ``kappa(P_0)``):
+  figure 1, right and bottom.  Banded algorithms throughout
+  (:mod:`locality.banded`): ``O(d (b + R)^2)`` per time, no ``d x d`` array.
 * ``locality-decay``: the profile ``m_r / m_0`` at the time of largest ``r_eff``,
-  with its fitted exponential rate: figure 1, top-left.
+  fitted by an exponential and by a power law: figure 1, top-left.
 * ``locality-error``: ``sum_i`` and ``max_i`` of the exact localization error
-  ``e_i(r)`` (and of the truncation error) against ``r`` for several ``d`` (SPEC B3).
+  ``e_i(r)`` (and of the truncation error) against ``r`` for ``d`` up to
+  102 400 (SPEC B3, :func:`locality.ou_localization_error`).
 * ``locality-tradeoff``: relative covariance error of the localized DDPM on the
-  AR(1) target against ``r`` for several ``N``, truncate vs marginal, exact
-  (propagated) and sampled, with the non-localized reference and the entrywise
-  error maps for a small, the best and a large ``r``: figure 2.
+  AR(1) target against ``r`` for several ``N`` (including the paper's N = 100),
+  truncate vs marginal, exact (propagated) and sampled (draws from the exactly
+  propagated law ``N(0, C_gen)``), with the non-localized reference and the
+  error's profile over ``|i - j|`` (figure 2; the figure is drawn from the table).
+
+Generator: ``P_0 = L L^T`` with ``L`` banded, diagonal ``U(1, 3)`` and
+off-diagonal half-width ``coupling * 1 / b``
+(:func:`locality.random_banded_precision`), so ``kappa(P_0) <= (3 (1 + c) / (1 - c))^2``
+at every ``d`` (no failed Cholesky at any size); ``kappa(P_0)`` is recorded per
+row (sparse eigensolver above ``d = 2000``).
 
 Shared draws: in ``locality-radius``, ``-decay`` and ``-error`` the swept ``t``
 or ``r`` are evaluations of ONE random precision per trial (a curve of one
@@ -23,44 +33,90 @@ data draw, as in the paper ("new data sample" per radius).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
-from locality.ddpm import (
-    LinearScore,
-    empirical_covariance,
-    entrywise_error,
-    generated_covariance,
-    relative_covariance_error,
-    sample_backward,
-)
-from locality.forward import decay_rate, ou_profile, radius_from_profile
-from locality.localization import localization_error, truncation_error
-from locality.precision import ar1_covariance, random_banded_precision
+from locality.ddpm import covariance_errors, empirical_covariance, gaussian_samples
+from locality.forward import decay_fit, ou_profile, radius_from_profile
+from locality.localization import ou_localization_error
+from locality.precision import ar1_covariance, condition_number, random_banded_precision
 from locality.schedule import DDPMSchedule
-from molrg.utils import check_int, check_real
 
+from ..params import Parameters, param
+from ..plots import successful_rows
 from ..registry import Experiment, Task, register
 
 __all__ = ["RADIUS", "DECAY", "ERROR", "TRADEOFF"]
 
-_TIMES = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-3, 1, 25)]
+_TIMES = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-2.5, 1, 13)]
 _TIMES_QUICK = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-2, 1, 11)]
+_DIMS = [50, 400, 3200, 25600, 102400]
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True, kw_only=True)
+class _Banded(Parameters):
+    """The random banded precision of SPEC B1 (fields shared by radius, decay and error)."""
+
+    d: int = param(200, ge=2, help="dimension")
+    b: int = param(2, ge=0, help="bandwidth of P_0 (b <= d - 1)")
+    coupling: float = param(0.5, ge=0.0, lt=1.0,
+                            help="off-diagonal half-width of L is coupling * diag_low / b; kappa(P_0) bounded at every d")
+    diag_low: float = param(1.0, gt=0.0, help="lower end of the diagonal of L")
+    diag_high: float = param(3.0, gt=0.0, help="upper end of the diagonal of L (>= diag_low)")
+    eps: float = param(1e-3, gt=0.0, lt=1.0, help="relative threshold of r_eff (paper eq. 4.1)")
+
+    def validate(self):
+        from molrg._validation import check_int, check_real
+
+        check_int("b", self.b, low=0, high=self.d - 1)
+        check_real("diag_high", self.diag_high, low=self.diag_low)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RadiusParameters(_Banded):
+    t: float = param(0.0, ge=0.0, help="diffusion time of the OU process")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecayParameters(_Banded):
+    r: int = param(0, ge=0, help="off-diagonal index of the profile (r <= d - 1)")
+    coupling: float = param(0.8, ge=0.0, lt=1.0, help="as in locality-radius (0.8: a slower decay, more radii to fit)")
+    n_times: int = param(60, ge=2, help="log-spaced times in [1e-3, 10] searched for the largest r_eff")
+
+    def validate(self):
+        super().validate()
+        from molrg._validation import check_int
+
+        check_int("r", self.r, low=0, high=self.d - 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorParameters(_Banded):
+    r: int = param(0, ge=0, help="localization radius")
+    t: float = param(0.5, ge=0.0, help="diffusion time of the OU process")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TradeoffParameters(Parameters):
+    N: int = param(64, ge=2, help="training samples")
+    r: int = param(0, ge=0, help="localization radius")
+    method: str = param("marginal", choices=("truncate", "marginal"), help="localization of the DSM-optimal score")
+    d: int = param(64, ge=2, help="length of the AR(1) chain")
+    T: int = param(1000, ge=1, help="DDPM steps (beta linear from 1e-4 to 0.02)")
+    gamma: float = param(1.0, gt=0.0, help="AR(1) mean reversion (gamma * dt in (0, 2))")
+    dt: float = param(0.1, gt=0.0, help="AR(1) time step")
+    sigma: float = param(1.0, gt=0.0, help="AR(1) noise level")
+    n_generated: int = param(2000, ge=0, help="samples drawn from the generated law for the sampled columns")
+    sampled_trials: int = param(3, ge=0, help="trials (the first ones) that get the sampled columns")
+
+    def validate(self):
+        ar1_covariance(2, gamma=self.gamma, dt=self.dt, sigma=self.sigma)  # the library's own check of gamma * dt
 
 
 # --------------------------------------------------------------------------- helpers
-def _param(config: Mapping[str, Any], key: str, default: Any) -> Any:
-    """A fixed parameter from a run configuration (top level or under ``"params"``)."""
-    if config is not None:
-        if key in config:
-            return config[key]
-        p = config.get("params") if hasattr(config, "get") else None
-        if isinstance(p, Mapping) and key in p:
-            return p[key]
-    return default
-
-
 def _groups(tasks: Sequence[Task], sweep_key: str) -> dict:
     """Group task indices by (params without ``sweep_key``, trial): one random draw per group."""
     groups: dict = defaultdict(list)
@@ -75,34 +131,13 @@ def _group_rng(tasks: Sequence[Task], idxs: list[int], sweep_key: str) -> np.ran
     return tasks[first].rng
 
 
-def _draw_precision(p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
-    return random_banded_precision(
-        int(p["d"]),
-        int(p["b"]),
-        diag_range=(float(p["diag_low"]), float(p["diag_high"])),
-        offdiag_scale=float(p["offdiag_scale"]),
-        random_state=rng,
-    )
-
-
-def _kappa(P: np.ndarray) -> float:
-    lam = np.linalg.eigvalsh(P)
-    return float(lam[-1] / lam[0])
-
-
-def _validate_common(config: Mapping[str, Any]) -> None:
-    for key in ("diag_low", "diag_high"):
-        if key in config:
-            check_real(key, config[key], low=0.0, low_open=True)
-    if "eps" in config:
-        check_real("eps", config["eps"], low=0.0, high=1.0, low_open=True, high_open=True)
-    if "offdiag_scale" in config:
-        check_real("offdiag_scale", config["offdiag_scale"], low=0.0)
+def _draw_precision(p, rng: np.random.Generator):
+    return random_banded_precision(int(p["d"]), int(p["b"]), diag_range=(float(p["diag_low"]), float(p["diag_high"])),
+                                   coupling=float(p["coupling"]), random_state=rng, banded=True)
 
 
 def _mean_std(table, by: list[str], col: str):
-    g = table[table["error"].fillna("") == ""] if "error" in table else table
-    return g.groupby(by)[col].agg(["mean", "std"]).reset_index()
+    return successful_rows(table).groupby(by)[col].agg(["mean", "std"]).reset_index()
 
 
 # --------------------------------------------------------------------------- locality-radius
@@ -112,24 +147,25 @@ def _run_radius(tasks: Sequence[Task]) -> list[dict]:
         p = tasks[idxs[0]].params
         P0 = _draw_precision(p, _group_rng(tasks, idxs, "t"))
         times = np.array([float(tasks[i].params["t"]) for i in idxs])
-        m = ou_profile(P0, times)  # (n_t, d)
+        m = ou_profile(P0, times, floor=float(p["eps"]))  # band widened until m_R < eps m_0
         r_eff = radius_from_profile(m, float(p["eps"]))
-        kappa = _kappa(P0)
+        kappa = condition_number(P0)
         for j, i in enumerate(idxs):
-            out[i] = {"r_eff": int(r_eff[j]), "kappa": kappa, "m1_over_m0": float(m[j, 1] / m[j, 0]) if m.shape[1] > 1 else 0.0}
+            out[i] = {"r_eff": int(r_eff[j]), "kappa": kappa,
+                      "m1_over_m0": float(m[j, 1] / m[j, 0]) if m.shape[1] > 1 else 0.0}
     return out  # type: ignore[return-value]
 
 
 def _plot_radius(table, config):
     import matplotlib.pyplot as plt
 
-    stats = _mean_std(table, ["d", "b", "offdiag_scale", "t"], "r_eff")
-    ds, bs, ss = sorted(stats["d"].unique()), sorted(stats["b"].unique()), sorted(stats["offdiag_scale"].unique())
-    d0, b0, s0 = ds[len(ds) // 2], bs[len(bs) // 2], ss[len(ss) // 2]
+    stats = _mean_std(table, ["d", "b", "coupling", "t"], "r_eff")
+    ds, bs, cs = sorted(stats["d"].unique()), sorted(stats["b"].unique()), sorted(stats["coupling"].unique())
+    d0, b0, c0 = ds[-1], bs[len(bs) // 2], cs[0]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=False)
-    panels = [("d", ds, {"b": b0, "offdiag_scale": s0}), ("b", bs, {"d": d0, "offdiag_scale": s0}),
-              ("offdiag_scale", ss, {"d": d0, "b": b0})]
-    kap = table.groupby(["d", "b", "offdiag_scale"])["kappa"].mean() if "kappa" in table else None
+    panels = [("d", ds, {"b": b0, "coupling": c0}), ("b", bs, {"d": d0, "coupling": c0}),
+              ("coupling", cs, {"d": d0, "b": b0})]
+    kap = successful_rows(table).groupby(["d", "b", "coupling"])["kappa"].mean()
     for ax, (key, values, fixed) in zip(axes, panels):
         for v in values:
             sel = stats[(stats[key] == v) & np.logical_and.reduce([stats[k] == fv for k, fv in fixed.items()])]
@@ -137,7 +173,7 @@ def _plot_radius(table, config):
             if sel.empty:
                 continue
             label = f"{key}={v}"
-            if key == "offdiag_scale" and kap is not None:
+            if key == "coupling":
                 label += f" (kappa~{kap.get((fixed['d'], fixed['b'], v), float('nan')):.3g})"
             ax.plot(sel["t"], sel["mean"], marker=".", label=label)
             ax.fill_between(sel["t"], sel["mean"] - sel["std"].fillna(0), sel["mean"] + sel["std"].fillna(0), alpha=0.2)
@@ -152,30 +188,33 @@ def _plot_radius(table, config):
 
 
 def _summarize_radius(table, config) -> dict:
-    stats = _mean_std(table, ["d", "b", "offdiag_scale", "t"], "r_eff")
-    peak = stats.groupby(["d", "b", "offdiag_scale"])["mean"].max()
-    out = {f"max_t r_eff (d={d}, b={b}, s={s})": round(float(v), 2) for (d, b, s), v in peak.items()}
+    ok = successful_rows(table)
+    stats = _mean_std(table, ["d", "b", "coupling", "t"], "r_eff")
+    peak = stats.groupby(["d", "b", "coupling"])["mean"].max()
+    out = {f"max_t r_eff (d={d}, b={b}, c={c})": round(float(v), 2) for (d, b, c), v in peak.items()}
+    spread = peak.groupby(level=["b", "coupling"]).agg(lambda v: float(v.max() - v.min()))
+    out["largest spread of max_t r_eff over d, per (b, c)"] = round(float(spread.max()), 2) if len(spread) else None
+    out["d range"] = f"{int(ok['d'].min())}..{int(ok['d'].max())}" if len(ok) else ""
     t0 = stats[stats["t"] == 0]
     out["r_eff(0) == b everywhere"] = bool(np.all(t0["mean"].to_numpy() == t0["b"].to_numpy())) if len(t0) else None
+    out["failed rows"] = int(len(table) - len(ok))
+    out["max kappa"] = round(float(ok["kappa"].max()), 1) if len(ok) else None
     return out
 
-
-_COMMON = {"diag_low": 1.0, "diag_high": 3.0, "eps": 1e-3}
 
 RADIUS = register(
     Experiment(
         name="locality-radius",
-        description="Effective localization radius r_eff(t) of P_t along the OU process (paper figure 1)",
+        description="Effective localization radius r_eff(t) of P_t along the OU process, d = 50 .. 102 400 (figure 1)",
         run=_run_radius,
-        grid={"d": [50, 200, 800], "b": [1, 2, 4], "offdiag_scale": [0.5, 1.0, 2.0], "t": _TIMES},
-        quick_grid={"d": [50, 100], "b": [1, 2], "offdiag_scale": [1.0], "t": _TIMES_QUICK},
-        params=dict(_COMMON),
-        trials=5,
+        parameters=RadiusParameters,
+        grid={"d": _DIMS, "b": [1, 2, 4], "coupling": [0.5, 0.9], "t": _TIMES},
+        quick_grid={"d": [50, 400], "b": [1, 2], "coupling": [0.5], "t": _TIMES_QUICK},
+        trials=2,
         quick_trials=2,
-        chunk_by=("d", "b", "offdiag_scale"),
+        chunk_by=("d", "b", "coupling"),
         plot=_plot_radius,
         summarize=_summarize_radius,
-        validate=_validate_common,
         doc=__doc__,
         family="locality",
     )
@@ -189,18 +228,24 @@ def _run_decay(tasks: Sequence[Task]) -> list[dict]:
         p = tasks[idxs[0]].params
         P0 = _draw_precision(p, _group_rng(tasks, idxs, "r"))
         times = np.logspace(-3, 1, int(p["n_times"]))
-        r_eff = radius_from_profile(ou_profile(P0, times), float(p["eps"]))
+        eps = float(p["eps"])
+        r_eff = radius_from_profile(ou_profile(P0, times, floor=eps), eps)
         j = int(np.argmax(r_eff))
-        m = ou_profile(P0, times[j])
-        rate = decay_rate(m, r_min=1, r_max=max(2, min(m.size - 1, int(r_eff[j]) + 5)))
+        r_top = max(int(tasks[i].params["r"]) for i in idxs)
+        m = ou_profile(P0, times[j], max_radius=min(max(r_top, int(r_eff[j]) + 5), P0.d - 1))
+        fit = decay_fit(m, r_min=1, r_max=max(3, min(m.size - 1, int(r_eff[j]) + 5)))
+        kappa = condition_number(P0)
         for i in idxs:
             r = int(tasks[i].params["r"])
             out[i] = {
                 "m_ratio": float(m[r] / m[0]) if r < m.size else 0.0,
                 "t_star": float(times[j]),
                 "r_eff_max": int(r_eff[j]),
-                "decay_rate": rate,
-                "kappa": _kappa(P0),
+                "decay_rate": fit.rate,
+                "exponential_rmse": fit.exponential_rmse,
+                "power_exponent": fit.power_exponent,
+                "power_rmse": fit.power_rmse,
+                "kappa": kappa,
             }
     return out  # type: ignore[return-value]
 
@@ -209,7 +254,8 @@ def _plot_decay(table, config):
     import matplotlib.pyplot as plt
 
     stats = _mean_std(table, ["b", "r"], "m_ratio")
-    rates = table.groupby("b")["decay_rate"].mean()
+    ok = successful_rows(table)
+    rates = ok.groupby("b")["decay_rate"].mean()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for b in sorted(stats["b"].unique()):
         sel = stats[(stats["b"] == b) & (stats["mean"] > 0)].sort_values("r")
@@ -223,12 +269,16 @@ def _plot_decay(table, config):
 
 
 def _summarize_decay(table, config) -> dict:
-    g = table.groupby("b")
-    return {
+    g = successful_rows(table).groupby("b")
+    out = {
         **{f"decay rate per unit r (b={b})": round(float(v), 3) for b, v in g["decay_rate"].mean().items()},
         **{f"t* (b={b})": round(float(v), 4) for b, v in g["t_star"].mean().items()},
         **{f"r_eff max (b={b})": round(float(v), 2) for b, v in g["r_eff_max"].mean().items()},
     }
+    ratio = g["exponential_rmse"].mean() / g["power_rmse"].mean()
+    out["rmse exponential / power law (per b)"] = {int(b): round(float(v), 3) for b, v in ratio.items()}
+    out["exponential fits better at every b"] = bool(np.all(ratio.to_numpy() < 1.0))
+    return out
 
 
 DECAY = register(
@@ -236,16 +286,15 @@ DECAY = register(
         name="locality-decay",
         description="Exponential decay of m_r(t) = mean_i |P_t[i,i+r]| at the time of largest r_eff (figure 1, top-left)",
         run=_run_decay,
-        grid={"b": [1, 2, 4], "r": list(range(0, 41))},
+        parameters=DecayParameters,
+        grid={"b": [1, 2, 4], "r": list(range(0, 31))},
         quick_grid={"b": [1, 2], "r": list(range(0, 21))},
-        params={**_COMMON, "d": 200, "offdiag_scale": 1.0, "n_times": 60},
         quick_params={"d": 100, "n_times": 30},
         trials=5,
         quick_trials=2,
         chunk_by=("b",),
         plot=_plot_decay,
         summarize=_summarize_decay,
-        validate=_validate_common,
         doc=__doc__,
         family="locality",
     )
@@ -258,21 +307,14 @@ def _run_error(tasks: Sequence[Task]) -> list[dict]:
     for idxs in _groups(tasks, "r").values():
         p = tasks[idxs[0]].params
         P0 = _draw_precision(p, _group_rng(tasks, idxs, "r"))
-        lam, Q = np.linalg.eigh(P0)
-        e2t = np.exp(-2.0 * float(p["t"]))
-        Sigma_t = (Q * (e2t / lam + 1.0 - e2t)) @ Q.T
-        Sigma_t = 0.5 * (Sigma_t + Sigma_t.T)
         radii = np.array([int(tasks[i].params["r"]) for i in idxs])
-        e = localization_error(Sigma_t, radii)
-        q = truncation_error(Sigma_t, radii)
-        d = P0.shape[0]
+        res = ou_localization_error(P0, float(p["t"]), radii)
+        kappa = condition_number(P0)
+        d = P0.d
         for j, i in enumerate(idxs):
-            out[i] = {
-                "error_sum": float(e[j].sum()),
-                "error_max": float(e[j].max()),
-                "error_mean": float(e[j].sum() / d),
-                "truncation_sum": float(q[j].sum()),
-            }
+            e, q = res.optimal[j], res.truncation[j]
+            out[i] = {"error_sum": float(e.sum()), "error_max": float(e.max()), "error_mean": float(e.sum() / d),
+                      "truncation_sum": float(q.sum()), "kappa": kappa}
     return out  # type: ignore[return-value]
 
 
@@ -281,7 +323,8 @@ def _plot_error(table, config):
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, col, title in zip(axes, ["error_sum", "error_max", "error_mean"],
-                              ["sum_i e_i(r)  (total, linear in d)", "max_i e_i(r)", "sum_i e_i(r) / d  (per component: independent of d)"]):
+                              ["sum_i e_i(r)  (total, linear in d)", "max_i e_i(r)",
+                               "sum_i e_i(r) / d  (per component: independent of d)"]):
         stats = _mean_std(table, ["d", "r"], col)
         for d in sorted(stats["d"].unique()):
             sel = stats[(stats["d"] == d) & (stats["mean"] > 0)].sort_values("r")
@@ -311,24 +354,27 @@ def _summarize_error(table, config) -> dict:
     r1 = sorted(table["r"].unique())[min(1, table["r"].nunique() - 1)]
     for col, what in (("error_mean", "mean_i"), ("error_max", "max_i")):
         st = _mean_std(table, ["d", "r"], col)
-        out[f"{what} e_i(r={r1}) per d"] = {int(d): round(float(v), 4) for d, v in st[st["r"] == r1].set_index("d")["mean"].items()}
+        out[f"{what} e_i(r={r1}) per d"] = {int(d): float(f"{v:.4g}") for d, v in st[st["r"] == r1].set_index("d")["mean"].items()}
+    mean = _mean_std(table, ["d", "r"], "error_mean")
+    mean = mean[mean["r"] == r1]["mean"]
+    out[f"max / min over d of mean_i e_i(r={r1})"] = round(float(mean.max() / mean.min()), 3) if len(mean) else None
+    out["failed rows"] = int(len(table) - len(successful_rows(table)))
     return out
 
 
 ERROR = register(
     Experiment(
         name="locality-error",
-        description="Exact localization error e_i(r) of the OU score: sum and max over i against r (SPEC B3)",
+        description="Exact localization error e_i(r) of the OU score, d = 50 .. 102 400: sum and max over i against r (SPEC B3)",
         run=_run_error,
-        grid={"d": [50, 200, 800], "r": list(range(0, 13))},
-        quick_grid={"d": [50, 100], "r": list(range(0, 9))},
-        params={**_COMMON, "b": 2, "offdiag_scale": 1.0, "t": 0.5},
-        trials=5,
+        parameters=ErrorParameters,
+        grid={"d": _DIMS, "r": list(range(0, 13))},
+        quick_grid={"d": [50, 400], "r": list(range(0, 9))},
+        trials=3,
         quick_trials=2,
         chunk_by=("d",),
         plot=_plot_error,
         summarize=_summarize_error,
-        validate=_validate_common,
         doc=__doc__,
         family="locality",
     )
@@ -336,55 +382,46 @@ ERROR = register(
 
 
 # --------------------------------------------------------------------------- locality-tradeoff
-def _ar1_from(p: Mapping[str, Any]) -> np.ndarray:
+def _ar1_from(p) -> np.ndarray:
     return ar1_covariance(int(p["d"]), gamma=float(p["gamma"]), dt=float(p["dt"]), sigma=float(p["sigma"]))
+
+
+def _offset_profile(E: np.ndarray) -> str:
+    """``mean_i |E[i, i + k]|`` for ``k = 0 .. d - 1`` as text (3 significant digits): the error map's profile."""
+    d = E.shape[0]
+    return " ".join(f"{np.abs(np.diagonal(E, k)).mean():.3g}" for k in range(d))
 
 
 def _run_tradeoff(tasks: Sequence[Task]) -> list[dict]:
     out: list[dict | None] = [None] * len(tasks)
     by_setting: dict = defaultdict(list)
     for idx, task in enumerate(tasks):
-        key = tuple(sorted((k, repr(v)) for k, v in task.params.items()))
-        by_setting[key].append(idx)
+        by_setting[tuple(sorted((k, repr(v)) for k, v in task.params.items()))].append(idx)
     for idxs in by_setting.values():
         p = tasks[idxs[0]].params
         Sigma = _ar1_from(p)
-        L = np.linalg.cholesky(Sigma)
         sch = DDPMSchedule(T=int(p["T"]))
-        N, d = int(p["N"]), int(p["d"])
+        N = int(p["N"])
         rngs = [tasks[i].rng for i in idxs]
-        X = np.stack([rng.standard_normal((N, d)) @ L.T for rng in rngs])
+        X = gaussian_samples(np.broadcast_to(Sigma, (len(idxs),) + Sigma.shape), N, random_state=rngs)
         Sh = empirical_covariance(X)  # (n, d, d): one data draw per trial
-        ref = LinearScore(Sh, schedule=sch, method="none")
-        sc = LinearScore(Sh, schedule=sch, method=str(p["method"]), r=int(p["r"]))
-        err = relative_covariance_error(generated_covariance(sc), Sigma)
-        err_ref = relative_covariance_error(generated_covariance(ref), Sigma)
+        res = covariance_errors(Sigma, Sh, method=str(p["method"]), r=int(p["r"]), schedule=sch)
         n_gen, n_samp = int(p["n_generated"]), int(p["sampled_trials"])
+        sampled = [j for j, i in enumerate(idxs) if n_gen > 0 and tasks[i].trial < n_samp]
+        if sampled:
+            sub = covariance_errors(Sigma, Sh[sampled], method=str(p["method"]), r=int(p["r"]), schedule=sch,
+                                    n_generated=n_gen, random_state=[rngs[j] for j in sampled])
+        scale = np.linalg.norm(Sigma, 2)
         for j, i in enumerate(idxs):
-            row = {"rel_error": float(err[j]), "rel_error_nonlocal": float(err_ref[j]),
-                   "rel_error_sampled": float("nan"), "rel_error_nonlocal_sampled": float("nan")}
-            if n_gen > 0 and tasks[i].trial < n_samp:
-                sub_sc = LinearScore(Sh[j], schedule=sch, method=str(p["method"]), r=int(p["r"]))
-                sub_ref = LinearScore(Sh[j], schedule=sch, method="none")
-                Xg = sample_backward(sub_sc, n_gen, random_state=rngs[j])
-                Xr = sample_backward(sub_ref, n_gen, random_state=rngs[j])
-                row["rel_error_sampled"] = float(relative_covariance_error(empirical_covariance(Xg), Sigma))
-                row["rel_error_nonlocal_sampled"] = float(relative_covariance_error(empirical_covariance(Xr), Sigma))
+            row = {"rel_error": float(res["exact"][j]), "rel_error_nonlocal": float(res["nonlocal"][j]),
+                   "rel_error_sampled": float("nan"), "rel_error_nonlocal_sampled": float("nan"),
+                   "error_by_offset": _offset_profile((res["Sigma_gen"][j] - Sigma) / scale) if tasks[i].trial == 0 else ""}
+            if j in sampled:
+                k = sampled.index(j)
+                row["rel_error_sampled"] = float(sub["sampled"][k])
+                row["rel_error_nonlocal_sampled"] = float(sub["nonlocal_sampled"][k])
             out[i] = row
     return out  # type: ignore[return-value]
-
-
-def tradeoff_maps(config: Mapping[str, Any], radii: Sequence[int], N: int, method: str = "marginal"):
-    """Entrywise error maps ``(Sigma_gen - Sigma) / ||Sigma||_2`` of one data draw for each radius (figure 2, bottom)."""
-    d = int(_param(config, "d", TRADEOFF.params["d"]))
-    p = {k: _param(config, k, v) for k, v in TRADEOFF.params.items()}
-    Sigma = _ar1_from(p)
-    rng = np.random.default_rng(int(_param(config, "seed", 0) or 0))
-    X = rng.standard_normal((int(N), d)) @ np.linalg.cholesky(Sigma).T
-    Sh = empirical_covariance(X)
-    sch = DDPMSchedule(T=int(p["T"]))
-    return [entrywise_error(generated_covariance(LinearScore(Sh, schedule=sch, method=method, r=int(r))), Sigma)
-            for r in radii]
 
 
 def _best_radius(table, N, method="marginal"):
@@ -393,69 +430,69 @@ def _best_radius(table, N, method="marginal"):
 
 
 def _plot_tradeoff(table, config):
+    """Figure 2 from the table alone: the curves (top) and the error's profile over |i - j| (bottom)."""
     import matplotlib.pyplot as plt
 
-    Ns = sorted(table["N"].unique())
+    ok = successful_rows(table)
+    Ns = sorted(ok["N"].unique())
     fig = plt.figure(figsize=(13, 7.5))
     ax = fig.add_subplot(2, 1, 1)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, N in zip(colors, Ns):
         for method, ls in (("marginal", "-"), ("truncate", "--")):
-            st = _mean_std(table[(table["N"] == N) & (table["method"] == method)], ["r"], "rel_error").sort_values("r")
+            st = _mean_std(ok[(ok["N"] == N) & (ok["method"] == method)], ["r"], "rel_error").sort_values("r")
             if st.empty:
                 continue
             ax.errorbar(st["r"], st["mean"], yerr=st["std"].fillna(0), ls=ls, color=c, marker=".", capsize=2,
                         label=f"N={N}, {method} (exact)")
-            sm = _mean_std(table[(table["N"] == N) & (table["method"] == method)], ["r"], "rel_error_sampled").dropna()
+            sm = _mean_std(ok[(ok["N"] == N) & (ok["method"] == method)], ["r"], "rel_error_sampled").dropna()
             if len(sm):
                 ax.plot(sm["r"], sm["mean"], ls="none", marker="x" if method == "marginal" else "+", color=c)
-        ref = table.loc[table["N"] == N, "rel_error_nonlocal"].mean()
-        ax.axhline(ref, color=c, ls=":", lw=1)
+        ax.axhline(ok.loc[ok["N"] == N, "rel_error_nonlocal"].mean(), color=c, ls=":", lw=1)
     ax.plot([], [], ls=":", color="gray", label="non-localized (4.4)")
-    ax.plot([], [], ls="none", marker="x", color="gray", label="sampled")
+    ax.plot([], [], ls="none", marker="x", color="gray", label="sampled from N(0, C_gen)")
     ax.set_xlabel("localization radius r")
     ax.set_ylabel("||Sigma_gen - Sigma||_2 / ||Sigma||_2")
     ax.set_title("Localized DDPM on the AR(1) target: localization vs statistical error (figure 2)")
     ax.legend(fontsize=7, ncol=3)
-    N0 = Ns[len(Ns) // 2]
-    radii_all = sorted(table["r"].unique())
-    picks = [int(radii_all[min(1, len(radii_all) - 1)]), _best_radius(table, N0), int(radii_all[-1])]
-    maps = tradeoff_maps(config, picks, N0)
-    vmax = max(float(np.max(np.abs(m))) for m in maps)
-    for j, (r, m) in enumerate(zip(picks, maps)):
-        axm = fig.add_subplot(2, 3, 4 + j)
-        im = axm.imshow(np.abs(m), vmin=0, vmax=vmax, cmap="viridis")
-        axm.set_title(f"|entrywise error|, N={N0}, r={r}" + (" (best)" if j == 1 else ""), fontsize=9)
-    fig.colorbar(im, ax=fig.axes[-3:], shrink=0.8)
+    N0 = Ns[len(Ns) // 2] if Ns else None
+    radii_all = sorted(ok["r"].unique())
+    if N0 is not None and "error_by_offset" in ok and len(radii_all):
+        picks = [int(radii_all[min(1, len(radii_all) - 1)]), _best_radius(ok, N0), int(radii_all[-1])]
+        for j, r in enumerate(picks):
+            axm = fig.add_subplot(2, 3, 4 + j)
+            for method, ls in (("marginal", "-"), ("truncate", "--")):
+                rows = ok[(ok["N"] == N0) & (ok["r"] == r) & (ok["method"] == method) & (ok["error_by_offset"].fillna("") != "")]
+                if len(rows):
+                    prof = np.array(str(rows["error_by_offset"].iloc[0]).split(), dtype=float)
+                    axm.semilogy(np.arange(prof.size), np.maximum(prof, 1e-12), ls=ls, label=method)
+            axm.set_xlabel("|i - j|")
+            axm.set_title(f"mean |entrywise error|, N={N0}, r={r}" + (" (best)" if j == 1 else ""), fontsize=9)
+            axm.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 
 def _summarize_tradeoff(table, config) -> dict:
-    out = {}
-    for N in sorted(table["N"].unique()):
-        for method in sorted(table["method"].unique()):
-            st = _mean_std(table[(table["N"] == N) & (table["method"] == method)], ["r"], "rel_error").sort_values("r")
+    ok = successful_rows(table)
+    out: dict[str, Any] = {}
+    for N in sorted(ok["N"].unique()):
+        ref = float(ok.loc[ok["N"] == N, "rel_error_nonlocal"].mean())
+        for method in sorted(ok["method"].unique()):
+            st = _mean_std(ok[(ok["N"] == N) & (ok["method"] == method)], ["r"], "rel_error").sort_values("r")
             if st.empty:
                 continue
             k = int(st["mean"].idxmin())
             out[f"N={N} {method}: best r"] = int(st.loc[k, "r"])
             out[f"N={N} {method}: min error"] = round(float(st.loc[k, "mean"]), 4)
-        out[f"N={N}: non-localized error"] = round(float(table.loc[table["N"] == N, "rel_error_nonlocal"].mean()), 4)
+            out[f"N={N} {method}: interior minimum"] = bool(st["r"].min() < st.loc[k, "r"] < st["r"].max())
+            out[f"N={N} {method}: beats non-localized"] = bool(st.loc[k, "mean"] < ref)
+        out[f"N={N}: non-localized error"] = round(ref, 4)
+    sm = ok["rel_error_sampled"].dropna()
+    if len(sm):
+        both = ok.dropna(subset=["rel_error_sampled"])
+        out["mean |sampled - exact|"] = round(float(np.mean(np.abs(both["rel_error_sampled"] - both["rel_error"]))), 4)
     return out
-
-
-def _validate_tradeoff(config: Mapping[str, Any]) -> None:
-    if "d" in config:
-        check_int("d", config["d"], low=2)
-    if "T" in config:
-        check_int("T", config["T"], low=1)
-    if "n_generated" in config:
-        check_int("n_generated", config["n_generated"], low=0)
-    if "sampled_trials" in config:
-        check_int("sampled_trials", config["sampled_trials"], low=0)
-    for key in ("gamma", "dt", "sigma"):
-        if key in config:
-            check_real(key, config[key], low=0.0, low_open=True)
 
 
 TRADEOFF = register(
@@ -463,16 +500,15 @@ TRADEOFF = register(
         name="locality-tradeoff",
         description="Localized DDPM on the AR(1) target: covariance error against r, truncate vs marginal (figure 2)",
         run=_run_tradeoff,
-        grid={"N": [32, 64, 128], "r": [0, 1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32], "method": ["truncate", "marginal"]},
-        quick_grid={"N": [64], "r": [0, 2, 4, 8, 12, 16, 24, 32], "method": ["truncate", "marginal"]},
-        params={"d": 64, "T": 1000, "gamma": 1.0, "dt": 0.1, "sigma": 1.0, "n_generated": 2000, "sampled_trials": 3},
+        parameters=TradeoffParameters,
+        grid={"N": [32, 64, 100, 128], "r": [0, 1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32], "method": ["truncate", "marginal"]},
+        quick_grid={"N": [64, 100], "r": [0, 2, 4, 8, 12, 16, 24, 32], "method": ["truncate", "marginal"]},
         quick_params={"n_generated": 500, "sampled_trials": 1},
         trials=20,
         quick_trials=3,
         chunk_by=("N", "method"),
         plot=_plot_tradeoff,
         summarize=_summarize_tradeoff,
-        validate=_validate_tradeoff,
         doc=__doc__,
         family="locality",
     )
