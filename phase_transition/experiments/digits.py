@@ -405,3 +405,295 @@ JACOBIAN = register(
         family="digits",
     )
 )
+
+
+# =========================================================================== 3. generalization
+@dataclass(frozen=True, kw_only=True)
+class GeneralizationParameters(Parameters):
+    subset: str = param(choices=tuple(SUBSETS), help="digits trained on: one class (1), two classes (1, 7) or all ten")
+    N: int = param(ge=1, le=128, help="training images (drawn from the subset, test images excluded)")
+    width: int = param(128, ge=1, help="MLP hidden width")
+    depth: int = param(3, ge=1, help="MLP hidden layers")
+    steps: int = param(2000, ge=1, help="Adam steps (all networks of a chunk train as one ensemble)")
+    batch_size: int = param(64, ge=1, help="MLP mini-batch")
+    lr: float = param(2e-3, gt=0.0, help="Adam learning rate (cosine-decayed)")
+    M: int = param(200, ge=1, help="generated images per network")
+    n_test: int = param(50, ge=1, le=50, help="held-out images of the subset (the GL denominator)")
+    n_steps: int = param(18, ge=1, help="Heun levels of the Karras grid")
+    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
+    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
+    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
+
+
+def _subset_dimension(subset: str, center: bool = False) -> int:
+    from molrg.data import intrinsic_dimension, load_digits
+
+    return intrinsic_dimension(load_digits(classes=SUBSETS[subset]).X, center=center)
+
+
+def run_generalization(tasks: Sequence[Task]) -> list[dict]:
+    """GL of MLPs trained on N images of a subset; every network of the chunk trains in one ensemble."""
+    from molrg.data import load_digits
+    from molrg.generalization import generalization_score
+    from molrg.sampling import sample
+
+    if not tasks:
+        return []
+    prepared = []
+    for task in tasks:
+        p, rng = task.params, task.rng
+        X = load_digits(classes=SUBSETS[p["subset"]]).X
+        order = rng.permutation(len(X))
+        test, pool = X[order[: int(p["n_test"])]], X[order[int(p["n_test"]):]]
+        if int(p["N"]) > len(pool):
+            raise ValueError(f"N must be <= {len(pool)} for subset {p['subset']!r} (its images minus n_test), got {p['N']}")
+        prepared.append((task, pool[: int(p["N"])], test))
+    p0 = tasks[0].params
+    res = _train_mlps([train for _, train, _ in prepared], p0, tasks[0].seed)
+    E, n = len(prepared), prepared[0][1].shape[1]
+    generated = sample(res.model, (E, int(p0["M"]), n), sigmas=_sigmas(p0), random_state=tasks[0].seed).numpy()
+    rows = []
+    for e, (task, train, test) in enumerate(prepared):
+        rows.append({
+            "gl": generalization_score(generated[e], train, test),
+            "energy_rank": _subset_dimension(task.params["subset"]),
+            "energy_rank_centered": _subset_dimension(task.params["subset"], center=True),
+            "train_loss": float(res.loss_history[-max(1, res.loss_history.shape[0] // 20):, e].mean()),
+        })
+    return rows
+
+
+def _transition(g) -> float:
+    """Smallest N where the mean GL curve ``g`` (indexed by N) reaches 0.5, interpolated in log N (NaN if never)."""
+    Ns, v = g.index.to_numpy(float), g.to_numpy(float)
+    above = np.nonzero(v >= 0.5)[0]
+    if not above.size:
+        return float("nan")
+    i = int(above[0])
+    if i == 0:
+        return float(Ns[0])
+    f = (0.5 - v[i - 1]) / (v[i] - v[i - 1])
+    return float(np.exp(np.log(Ns[i - 1]) + f * (np.log(Ns[i]) - np.log(Ns[i - 1]))))
+
+
+def plot_generalization(table, config: Mapping[str, Any]):
+    """GL against N per subset, each subset's energy rank in the legend (fig. 5b)."""
+    import matplotlib.pyplot as plt
+
+    p = _params(config)
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for subset in [s for s in SUBSETS if s in set(table["subset"])]:
+        rows = table[table["subset"] == subset]
+        g = rows.groupby("N")["gl"]
+        m, s = g.mean(), g.std().fillna(0.0)
+        r, rc = int(rows["energy_rank"].iloc[0]), int(rows["energy_rank_centered"].iloc[0])
+        ax.errorbar(m.index, m.to_numpy(), yerr=s.to_numpy(), marker="o", ms=3, capsize=2,
+                    label=f"{subset} {SUBSETS[subset] if len(SUBSETS[subset]) < 10 else '(0-9)'}: energy rank {r} ({rc} centered)")
+    ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (training images)")
+    ax.set_ylabel("GL score (pixel nearest neighbours)")
+    ax.set_title(f"Digits: memorization to generalization (MLP width {p.get('width')}, {p.get('steps')} steps)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def summarize_generalization(table, config: Mapping[str, Any]) -> dict:
+    """Per subset: mean GL at each N, Spearman(GL, N), the N where GL reaches 0.5, the energy rank."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, Any] = {}
+    for subset in [s for s in SUBSETS if s in set(table["subset"])]:
+        rows = table[table["subset"] == subset]
+        g = rows.groupby("N")["gl"].mean()
+        key = subset.replace(" ", "_")
+        out[f"gl_{key}"] = {int(N): float(v) for N, v in g.items()}
+        if len(g) >= 2:
+            out[f"spearman_{key}"] = float(spearmanr(g.index.to_numpy(), g.to_numpy())[0])
+        out[f"N_half_{key}"] = _transition(g)
+        out[f"energy_rank_{key}"] = int(rows["energy_rank"].iloc[0])
+    return out
+
+
+GENERALIZATION = register(
+    Experiment(
+        name="digits-generalization",
+        description="Digits: GL score vs N for one class, two classes and all ten (pixel nearest neighbours; fig. 5b)",
+        run=run_generalization,
+        parameters=GeneralizationParameters,
+        grid={"subset": list(SUBSETS), "N": [4, 8, 16, 32, 64, 128]},
+        quick_grid={"subset": list(SUBSETS), "N": [4, 16, 64]},
+        quick_params={"steps": 1500, "M": 100},
+        trials=1,
+        quick_trials=1,
+        chunk_by=(),
+        plot=plot_generalization,
+        summarize=summarize_generalization,
+        doc=__doc__,
+        family="digits",
+    )
+)
+
+
+# =========================================================================== 4. semantic editing
+@dataclass(frozen=True, kw_only=True)
+class EditingParameters(Parameters):
+    edit_step: int = param(ge=1, help="index of the Karras level where the edit is made (18 levels: 8 is sigma = 3.26)")
+    direction_kind: str = param(choices=("singular", "random"),
+                                help="edit along the Jacobian's singular vectors, or (mechanism off) along random ones")
+    width: int = param(256, ge=1, help="MLP hidden width")
+    depth: int = param(3, ge=1, help="MLP hidden layers")
+    steps: int = param(1500, ge=1, help="Adam steps of the MLP")
+    batch_size: int = param(128, ge=1, help="MLP mini-batch")
+    lr: float = param(2e-3, gt=0.0, help="Adam learning rate (cosine-decayed)")
+    network_seed: int = param(0, ge=0, help="seed of the network (trained once per chunk; trials vary the image)")
+    n_directions: int = param(3, ge=1, le=8, help="leading right singular vectors edited along")
+    n_random: int = param(3, ge=1, le=8, help="random unit directions (the reference)")
+    max_strength: float = param(4.0, gt=0.0, help="largest |strength| (step along a unit direction)")
+    n_strengths: int = param(7, ge=3, le=15, help="strengths, evenly spaced in [-max_strength, max_strength]")
+    n_steps: int = param(18, ge=2, help="Heun levels of the Karras grid")
+    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
+    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
+    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
+    n_show: int = param(1, ge=0, help="trials whose edited images are stored (column 'images', for the figure)")
+
+    def validate(self):
+        if self.edit_step >= self.n_steps:
+            raise ValueError(f"edit_step must be < n_steps = {self.n_steps}, got {self.edit_step}")
+        if self.n_strengths % 2 == 0:
+            raise ValueError(f"n_strengths must be odd (the grid includes strength 0), got {self.n_strengths}")
+
+
+def _edit_strengths(p) -> np.ndarray:
+    return np.linspace(-float(p["max_strength"]), float(p["max_strength"]), int(p["n_strengths"]))
+
+
+def run_editing(tasks: Sequence[Task]) -> list[dict]:
+    """Edit each trial's image along singular and random directions at its level; one network per chunk."""
+    import torch
+
+    from molrg.data import load_digits
+    from molrg.jacobian import denoiser_jacobian
+    from molrg.sampling import sample_heun
+
+    if not tasks:
+        return []
+    data = load_digits()
+    p0 = tasks[0].params
+    den = _train_mlps([data.X], p0, int(p0["network_seed"])).denoiser(0)
+    sig = _sigmas(p0)
+    lam = torch.as_tensor(_edit_strengths(p0), dtype=torch.float32)
+    nz = lam != 0
+    rows = []
+    for task in tasks:
+        p, rng = task.params, task.rng
+        m, k, r = int(p["edit_step"]), int(p["n_directions"]), int(p["n_random"])
+        x_T = torch.as_tensor(rng.standard_normal((1, data.n)) * float(sig[0]), dtype=torch.float32)
+        random_dirs = rng.standard_normal((k + r, data.n))
+        with torch.no_grad():
+            x_m = sample_heun(den, x_T, sig[: m + 1])
+        J = denoiser_jacobian(den, x_m, 1.0, float(sig[m]))[0].double()
+        _, S, Vh = torch.linalg.svd(J)
+        R = torch.as_tensor(random_dirs / np.linalg.norm(random_dirs, axis=1, keepdims=True), dtype=torch.float32)
+        edit = Vh[:k].float() if p["direction_kind"] == "singular" else R[r:]
+        D = torch.cat([edit, R[:r]], 0)  # (k + r, n): the edit directions, then the random reference
+        start = x_m[0] + lam[None, :, None] * D[:, None, :]  # (k + r, strengths, n)
+        with torch.no_grad():
+            final = sample_heun(den, start, sig[m:])
+        base = final[:, ~nz].mean(1)  # strength 0 (identical rows)
+        change = (final - base[:, None]).norm(dim=-1)  # (k + r, strengths)
+        per_unit = (change[:, nz] / lam[nz].abs()).mean(1).numpy()  # mean over nonzero strengths
+        steps_v1 = (final[0, 1:] - final[0, :-1]).norm(dim=-1) / (lam[1:] - lam[:-1])
+        row: dict[str, Any] = {"sigma_edit": float(sig[m]), "s1_over_rms": float(S[0] / S.pow(2).mean().sqrt())}
+        for j in range(k):
+            row[f"change_v{j + 1}"] = float(per_unit[j])
+        row["change_random"] = float(per_unit[k:].mean())
+        row["change_ratio"] = float(per_unit[:k].mean() / per_unit[k:].mean())
+        row["v1_ratio"] = float(per_unit[0] / per_unit[k:].mean())
+        row["v1_step_uniformity"] = float(steps_v1.max() / steps_v1.median())  # 1: change linear in the strength
+        row["images"] = (json.dumps(np.round(final[[*range(k), k]].numpy(), 3).tolist(), separators=(",", ":"))
+                         if task.trial < int(p["n_show"]) else "")
+        rows.append(row)
+    return rows
+
+
+def plot_editing(table, config: Mapping[str, Any]):
+    """Edited digits (rows: v_1 .. v_k, a random direction; columns: strengths) and change per unit strength."""
+    import matplotlib.pyplot as plt
+
+    p = _params(config)
+    lam = _edit_strengths(p)
+    random_kind = table[table["direction_kind"] == "random"]
+    table = table[table["direction_kind"] == "singular"]
+    shown = table[table["images"].fillna("").astype(str) != ""]
+    levels = sorted(shown["edit_step"].unique()) if len(shown) else []
+    k = int(p.get("n_directions", 3))
+    fig = plt.figure(figsize=(3 + 1.0 * len(lam) * max(1, len(levels)), 4.2))
+    grid = fig.add_gridspec(k + 1, len(lam) * max(1, len(levels)) + 4)
+    for li, step in enumerate(levels):
+        imgs = np.asarray(json.loads(shown[shown["edit_step"] == step]["images"].iloc[0]))
+        for row in range(imgs.shape[0]):
+            for col in range(imgs.shape[1]):
+                ax = fig.add_subplot(grid[row, li * len(lam) + col])
+                ax.imshow(imgs[row, col].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(f"{lam[col]:+.2g}", fontsize=6)
+                if col == 0:
+                    name = f"v{row + 1}" if row < k else "random"
+                    ax.set_ylabel(name if col else f"{name}\nsigma={shown[shown['edit_step'] == step]['sigma_edit'].iloc[0]:.2g}"
+                                  if row == 0 else name, fontsize=6)
+    ax = fig.add_subplot(grid[:, -3:])
+    cols = [f"change_v{j + 1}" for j in range(k)] + ["change_random"]
+    g = table.groupby("sigma_edit")
+    for c in cols:
+        ax.errorbar(g[c].mean().index, g[c].mean().to_numpy(), yerr=g[c].std().fillna(0).to_numpy(), marker="o", ms=3,
+                    capsize=2, label=c.replace("change_", ""), ls="--" if c == "change_random" else "-")
+    if len(random_kind):
+        g = random_kind.groupby("sigma_edit")["change_v1"]
+        ax.plot(g.mean().index, g.mean().to_numpy(), "x:", color="0.4", label="random edit (mechanism off)")
+    ax.set_xscale("log")
+    ax.set_xlabel("sigma at the edit")
+    ax.set_ylabel("final-image change per unit strength")
+    ax.legend(fontsize=6)
+    fig.suptitle("Digits: editing along the denoiser Jacobian's singular vectors vs random directions", fontsize=8)
+    return fig
+
+
+def summarize_editing(table, config: Mapping[str, Any]) -> dict:
+    """Change ratio (singular over random) mean and spread per level and overall; v1 smoothness."""
+    out: dict[str, Any] = {}
+    if (table["direction_kind"] == "random").any():
+        out["random_kind_change_ratio_mean"] = float(table.loc[table["direction_kind"] == "random", "change_ratio"].mean())
+    table = table[table["direction_kind"] == "singular"]
+    out |= {
+        "change_ratio_mean": float(table["change_ratio"].mean()),
+        "change_ratio_std": float(table["change_ratio"].std()) if len(table) > 1 else 0.0,
+        "change_ratio_min": float(table["change_ratio"].min()),
+        "v1_ratio_mean": float(table["v1_ratio"].mean()),
+        "v1_step_uniformity_max": float(table["v1_step_uniformity"].max()),
+    }
+    for s, rows in table.groupby("sigma_edit"):
+        out[f"change_ratio_sigma{s:.3g}"] = float(rows["change_ratio"].mean())
+    return out
+
+
+EDITING = register(
+    Experiment(
+        name="digits-semantic-editing",
+        description="Digits: editing along the denoiser Jacobian's leading singular vectors vs random directions (figs. 6, 9)",
+        run=run_editing,
+        parameters=EditingParameters,
+        grid={"edit_step": [6, 8, 10], "direction_kind": ["singular", "random"]},
+        quick_grid={"edit_step": [8], "direction_kind": ["singular", "random"]},
+        trials=4,
+        quick_trials=3,
+        chunk_by=(),
+        plot=plot_editing,
+        summarize=summarize_editing,
+        doc=__doc__,
+        family="digits",
+    )
+)
