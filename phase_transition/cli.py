@@ -1,7 +1,16 @@
-"""The ``phase-transition`` command: a thin layer over the registry, ``run_grid`` and the report.
+"""The ``phase-transition`` command: a thin layer over the registry, the run path and the report.
+
+Commands: ``list``, ``show NAME`` (grid, trials and every typed parameter with
+its default, range and help; also at the end of ``run NAME --help``),
+``run NAME`` and ``report`` (both through
+:func:`phase_transition.pipeline.run_experiment`), and ``plot NAME --from DIR``
+(the figure rebuilt from a saved table alone).
 
 User errors (an unknown experiment, an unknown ``--set`` key, a value of the
-wrong type or out of range) print one line on stderr and exit with status 2.
+wrong type or out of range, an unwritable ``--out``) print one line on stderr
+and exit with status 2, before anything is computed.  A sweep whose every row
+failed writes its table, prints one line with the count and the first error,
+and exits with status 1.
 """
 
 from __future__ import annotations
@@ -184,11 +193,12 @@ def show_cmd(name):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_cmd(name, quick, trials, n_jobs, backend, scheduler, assignments, seed, out, no_cache, quiet):
     """Run experiment NAME and write NAME.csv, NAME.json and NAME.png into --out."""
-    from .pipeline import run_experiment
+    from .pipeline import check_plan, run_experiment
 
     exp = _experiment(name)
     grid, params = parse_assignments(exp, assignments)
     _check_backend(n_jobs, backend, scheduler)
+    _user_errors(check_plan, exp, grid=grid, trials=trials, seed=seed, params=params, quick=quick)  # before connecting
     client = _connect(scheduler) if backend == "dask" and scheduler is not None else None
     try:
         result = _user_errors(run_experiment, exp, out, grid=grid, params=params, trials=trials, seed=seed,

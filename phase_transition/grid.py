@@ -26,6 +26,22 @@ Cache and resume
     flight.  A file that does not parse, fails its checksum or holds other tasks
     is reported with a warning and recomputed.
 
+Concurrent runs and read-only folders
+    Before computing, a run claims each missing chunk with a ``.claim`` file
+    made under an exclusive lock of the folder (:class:`_Claims`); a chunk
+    claimed by another live run is waited for and read, never recomputed, and
+    a claim left by a process that died is taken over.  Temporary names are
+    unique per process.  A folder holding every chunk is only read (its
+    ``config.json`` is rewritten only when it differs), so a complete cache
+    works from a read-only folder; a folder that must be written and cannot be
+    is a ``ValueError`` before any work.
+
+Parameters
+    With typed parameters (``Experiment.parameters``, see
+    :mod:`phase_transition.params`) :func:`plan_grid` builds and validates one
+    instance per grid point before any chunk runs; ``Task.params`` is that
+    instance.
+
 Failures
     If ``Experiment.run`` raises on a chunk, its tasks are re-run one at a time;
     a task that raises again gets a row with NaN metrics and the exception in the
