@@ -22,7 +22,8 @@ from .results import atomic_write
 __all__ = ["build_report", "update_readme", "format_value", "ReportError", "GALLERY"]
 
 #: The main figures shown in the top-level README gallery, in order.
-GALLERY = ("molrg-sgd-single", "molrg-kss", "molrg-sgd-spectral", "locality-radius", "locality-tradeoff", "cir-radius")
+GALLERY = ("molrg-sgd-single", "molrg-kss", "molrg-sgd-spectral", "locality-radius", "locality-tradeoff", "cir-radius",
+           "digits-union-of-subspaces", "digits-jacobian-rank", "digits-semantic-editing")
 
 MODES = {True: "quick", False: "full"}
 

@@ -126,6 +126,7 @@ def jacobian_quick():
     return run_grid("digits-jacobian-rank", quick=True, seed=0)
 
 
+@pytest.mark.slow  # shares a module fixture that trains an MLP (about 10-25 s of CPU)
 def test_trained_denoiser_jacobian_low_rank_in_middle_band(jacobian_quick):
     t = jacobian_quick
     assert (t["error"] == "").all()
@@ -133,12 +134,14 @@ def test_trained_denoiser_jacobian_low_rank_in_middle_band(jacobian_quick):
     assert (mlp["band_min_ratio"] < 0.7).all(), mlp["band_min_ratio"]
 
 
+@pytest.mark.slow  # shares a module fixture that trains an MLP (about 10-25 s of CPU)
 def test_untrained_network_is_not_low_rank(jacobian_quick):
     """Companion: the same network untrained has a nearly full-rank Jacobian over the middle band."""
     un = jacobian_quick[jacobian_quick["denoiser"] == "untrained_mlp"]
     assert not (un["band_min_ratio"] < 0.7).any(), un["band_min_ratio"]
 
 
+@pytest.mark.slow  # shares a module fixture that trains an MLP (about 10-25 s of CPU)
 def test_closed_form_rank_at_most_sum_of_dims(jacobian_quick):
     t = jacobian_quick
     cf = t[t["denoiser"] == "closed_form"]
@@ -157,6 +160,7 @@ def editing_quick():
     return run_grid("digits-semantic-editing", quick=True, seed=0)
 
 
+@pytest.mark.slow  # shares a module fixture that trains an MLP (about 10-25 s of CPU)
 def test_editing_along_singular_vectors_changes_more_than_random(editing_quick):
     t = editing_quick
     assert (t["error"] == "").all()
@@ -168,6 +172,7 @@ def test_editing_along_singular_vectors_changes_more_than_random(editing_quick):
     assert len(dg.EDITING.plot(t, t.attrs["config"]).axes) > 4
 
 
+@pytest.mark.slow  # shares a module fixture that trains an MLP (about 10-25 s of CPU)
 def test_random_directions_switch_the_editing_off(editing_quick):
     """Companion: editing along random directions instead of singular vectors gives a ratio near 1."""
     rnd = editing_quick[editing_quick["direction_kind"] == "random"]
@@ -181,6 +186,7 @@ def generalization_quick():
     return run_grid("digits-generalization", quick=True, seed=0)
 
 
+@pytest.mark.slow  # shares a module fixture that trains an MLP (about 10-25 s of CPU)
 def test_gl_increases_with_n_for_each_subset(generalization_quick):
     from scipy.stats import spearmanr
 
