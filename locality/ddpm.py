@@ -358,6 +358,7 @@ def covariance_errors(
     r: int,
     schedule: DDPMSchedule | None = None,
     n_generated: int = 0,
+    sample_mask: Any = None,
     random_state: Any = None,
 ) -> dict[str, np.ndarray]:
     """Relative covariance errors (eq. 4.6) of the localized and the non-localized DDPM, one per data set (SPEC B4).
@@ -377,7 +378,10 @@ def covariance_errors(
     n_generated : int, default 0
         With ``> 0``: also the error of the sample covariance of that many draws
         from the generated law (:func:`gaussian_samples`).
-    random_state : None, int, Generator, or a sequence of ``B`` of them
+    sample_mask : array of ``B`` bools, optional
+        The data sets that get the sampled errors (NaN for the others; default all).
+    random_state : None, int, Generator, or a sequence of ``B`` of them (used in order
+        by the data sets of ``sample_mask``)
 
     Returns
     -------
@@ -394,11 +398,17 @@ def covariance_errors(
     C_ref = generated_covariance(LinearScore(Sh, schedule=schedule, method="none"))
     out = {"exact": relative_covariance_error(C, S), "nonlocal": relative_covariance_error(C_ref, S), "Sigma_gen": C}
     if n_generated:
-        rngs = _generators(random_state, Sh.shape[0])
-        Xg = gaussian_samples(C, n_generated, random_state=rngs)
-        Xr = gaussian_samples(C_ref, n_generated, random_state=rngs)
-        out["sampled"] = relative_covariance_error(empirical_covariance(Xg), S)
-        out["nonlocal_sampled"] = relative_covariance_error(empirical_covariance(Xr), S)
+        mask = np.ones(Sh.shape[0], bool) if sample_mask is None else np.asarray(sample_mask, bool)
+        if mask.shape != (Sh.shape[0],):
+            raise ValueError(f"sample_mask must have shape ({Sh.shape[0]},), got shape {mask.shape}")
+        out["sampled"] = np.full(Sh.shape[0], np.nan)
+        out["nonlocal_sampled"] = np.full(Sh.shape[0], np.nan)
+        if mask.any():
+            rngs = _generators(random_state, int(mask.sum()))
+            Xg = gaussian_samples(C[mask], n_generated, random_state=rngs)
+            Xr = gaussian_samples(C_ref[mask], n_generated, random_state=rngs)
+            out["sampled"][mask] = relative_covariance_error(empirical_covariance(Xg), S)
+            out["nonlocal_sampled"][mask] = relative_covariance_error(empirical_covariance(Xr), S)
     return out
 
 
