@@ -74,6 +74,13 @@ _EXPORTS = {
     "train_mlp_denoiser": "mlp",  # torch
     "generalization_score": "generalization",
     "nearest_distances": "generalization",
+    # real images bundled with scikit-learn (issue 14)
+    "ImageDataset": "data",
+    "load_digits": "data",
+    "load_image_patches": "data",
+    "energy_curve": "data",
+    "intrinsic_dimension": "data",
+    "clustering_accuracy": "data",
     # DAEs, losses and SGD (issues 2-3, SPEC A4, A5, A7): torch
     "SingleDAE": "denoisers",
     "SoftmaxDAE": "denoisers",
