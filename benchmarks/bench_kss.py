@@ -1,4 +1,4 @@
-"""Benchmark: the molrg-kss K = 2 panel, batched K-subspaces vs a per-problem loop (issue 4).
+"""Benchmark: the molrg-kss K = 2 panel, batched K-subspaces vs a per-problem loop (issues 4 and 16).
 
 Panel (defaults): n = 48, K = 2, d in 1..8, N on a grid from 1 to 4 K d_max = 64,
 20 trials per cell, noiseless orthogonal MoLRG, spectral init.  The SAME
@@ -10,35 +10,45 @@ algorithm runs twice:
 
 Both use per-problem seeds, so the two give the same bases; the script checks
 that the success tables agree.  The spectral start's clustering step
-(``solvers._spectral_labels``: q-nearest affinities, then by default one
+(``molrg._spectral._spectral_labels``: q-nearest affinities, then by default one
 batched ``eigh`` of the normalized affinities and the ``cluster_qr``
 assignment, over all problems and ``q`` values of a call) is timed
 separately (wall time split: spectral labels / rest).  With
-``--spectral-backend sklearn`` it is scikit-learn's ``SpectralClustering``
+``--spectral-method sklearn`` it is scikit-learn's ``SpectralClustering``
 once per problem and ``q`` instead (the reference; the setting of the first
 measurement of issue 4).  ``--jobs 2`` also times the batched path with one
 chunk per d over 2 joblib workers (what ``run_grid`` does on 2 cores), and
 ``--plain-loop`` the per-problem reference a user would loop over: the public
-``KSubspaces(..., spectral_backend="sklearn").fit`` one problem at a time.
+``KSubspaces(..., spectral_method="sklearn").fit`` one problem at a time.
 Then it compares success rates with the oracle (PCA of the true clusters) per
 d, and the success of several ``q`` choices for the spectral start.
 
+``--large N [N ...]`` instead times one large problem per N (issue 16; n = 64,
+K = 10, d = 5, noise 0.05 by default): ``KSubspaces`` (the sparse spectral
+start: q-NN graph, LOBPCG) against scikit-learn's ``SpectralClustering`` on the
+same sparse affinity (``molrg._spectral.sparse_knn_affinity``, q = 10), with
+wall and CPU time, peak memory (``tracemalloc``: numpy and Python allocations)
+and subspace error; ratios are printed.
+
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_kss.py [--trials 20] [--n-step 2] [--skip-q]
-[--spectral-backend batched|sklearn] [--jobs 2] [--plain-loop]``
+[--spectral-method dense|sklearn] [--jobs 2] [--plain-loop]``, or
+``python benchmarks/bench_kss.py --large 20000 100000 [--skip-sklearn-above 20000]``
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import tracemalloc
+import warnings
 
 import numpy as np
 
 import molrg
-from molrg import solvers
+from molrg import _spectral
 
 _SPECTRAL_TIME = [0.0, 0]
-_orig_labels = solvers._spectral_labels
+_orig_labels = _spectral._spectral_labels
 
 
 def _timed_labels(*args, **kwargs):
@@ -49,7 +59,44 @@ def _timed_labels(*args, **kwargs):
     return out
 
 
-solvers._spectral_labels = _timed_labels
+_spectral._spectral_labels = _timed_labels
+
+
+def _timed(fn):
+    """Run ``fn()``; return its result, wall seconds, CPU seconds and peak traced memory (bytes)."""
+    tracemalloc.start()
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return out, wall, cpu, peak
+
+
+def run_large(sizes, n=64, K=10, d=5, noise=0.05, q=10, seed=0, skip_sklearn_above=20000):
+    """One large problem per N: KSubspaces (sparse spectral start) vs SpectralClustering on the same affinity."""
+    from sklearn.cluster import SpectralClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    print(f"large K-subspaces: n={n} K={K} d={d} noise_std={noise}; sklearn SpectralClustering on the q={q} affinity")
+    for N in sizes:
+        model = molrg.MoLRG.random(n, [d] * K, noise_std=noise, random_state=seed)
+        X, y = model.sample(N, random_state=seed + 1)
+        km, wall, cpu, peak = _timed(lambda: molrg.KSubspaces([d] * K, q=q, random_state=seed).fit(X))
+        err = molrg.subspace_error(km.bases_, model.bases)
+        print(f"N={N:7d} KSubspaces: wall {wall:7.2f} s, CPU {cpu:7.2f} s, peak {peak / 2**20:7.1f} MiB, "
+              f"subspace error {err:.4f}, ARI {adjusted_rand_score(y, km.labels_):.4f}, n_iter {km.n_iter_}", flush=True)
+        if N > skip_sklearn_above:
+            continue
+        A, wa, ca, _ = _timed(lambda: _spectral.sparse_knn_affinity(X, [q])[q])
+        sc = SpectralClustering(n_clusters=K, affinity="precomputed", assign_labels="cluster_qr", random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "graph is not fully connected"
+            lab, ws, cs, _ = _timed(lambda: sc.fit_predict(A))
+        print(f"N={N:7d} sklearn SpectralClustering: wall {ws:7.2f} s (+ affinity {wa:.2f} s), CPU {cs:7.2f} s "
+              f"(+ {ca:.2f} s), ARI {adjusted_rand_score(y, lab):.4f}", flush=True)
+        print(f"N={N:7d} ratio KSubspaces / SpectralClustering: wall {wall / ws:.2f}x ({wall / (ws + wa):.2f}x with "
+              f"the affinity), CPU {cpu / cs:.2f}x ({cpu / (cs + ca):.2f}x)", flush=True)
 
 
 def make_panel(n, K, ds, Ns, trials, seed):
@@ -92,10 +139,10 @@ def success_table(panel, results, Ns, tau=0.5):
     return out
 
 
-def run_batched(panel, K, q=None, backend="batched"):
+def run_batched(panel, K, q=None, backend="auto"):
     res, t0 = {}, time.perf_counter()
     for d, (X, mask, lab, true, Nb, seeds) in panel.items():
-        res[d] = molrg.k_subspaces_batch(X, [d] * K, mask=mask, q=q, random_state=seeds, spectral_backend=backend).bases
+        res[d] = molrg.k_subspaces_batch(X, [d] * K, mask=mask, q=q, random_state=seeds, spectral_method=backend).bases
     return res, time.perf_counter() - t0
 
 
@@ -111,13 +158,13 @@ def run_batched_parallel(panel, K, n_jobs):
     return {d: r.bases for d, r in zip(panel, out)}, time.perf_counter() - t0
 
 
-def run_loop(panel, K, q=None, backend="batched"):
+def run_loop(panel, K, q=None, backend="auto"):
     res, t0 = {}, time.perf_counter()
     for d, (X, mask, lab, true, Nb, seeds) in panel.items():
         per = []
         for b in range(X.shape[0]):
             N = int(Nb[b])
-            r = molrg.k_subspaces_batch(X[b : b + 1, :N], [d] * K, q=q, random_state=[seeds[b]], spectral_backend=backend)
+            r = molrg.k_subspaces_batch(X[b : b + 1, :N], [d] * K, q=q, random_state=[seeds[b]], spectral_method=backend)
             per.append(r.bases)
         res[d] = [np.concatenate([p[k] for p in per]) for k in range(K)]
     return res, time.perf_counter() - t0
@@ -135,11 +182,18 @@ def main(argv=None):
     p.add_argument("--skip-q", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="also time the batched path over this many joblib workers")
     p.add_argument("--plain-loop", action="store_true",
-                   help="also time KSubspaces(spectral_backend='sklearn').fit problem by problem")
-    p.add_argument("--spectral-backend", choices=solvers.SPECTRAL_BACKENDS, default="batched",
-                   help="clustering step of the spectral start (default: batched eigh + cluster_qr)")
+                   help="also time KSubspaces(spectral_method='sklearn').fit problem by problem")
+    p.add_argument("--spectral-method", choices=_spectral.SPECTRAL_METHODS, default="auto",
+                   help="clustering step of the spectral start (default auto: batched eigh + cluster_qr at these sizes)")
+    p.add_argument("--large", type=int, nargs="+", metavar="N",
+                   help="time one large problem per N (n=64, K=10, d=5) against SpectralClustering instead")
+    p.add_argument("--noise", type=float, default=0.05, help="noise_std of the --large problems")
+    p.add_argument("--skip-sklearn-above", type=int, default=20000, help="--large: no SpectralClustering above this N")
     a = p.parse_args(argv)
-    sb = a.spectral_backend
+    if a.large:
+        run_large(a.large, noise=a.noise, seed=a.seed, skip_sklearn_above=a.skip_sklearn_above)
+        return
+    sb = a.spectral_method
     K, ds = a.K, list(range(1, a.d_max + 1))
     Ns = sorted({1, *range(a.n_step, 4 * K * a.d_max + 1, a.n_step)})
     panel = make_panel(a.n, K, ds, Ns, a.trials, a.seed)
@@ -172,7 +226,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         for d, (X, mask, lab, true, Nb, seeds) in panel.items():
             for b in range(X.shape[0]):
-                molrg.KSubspaces([d] * K, spectral_backend="sklearn", random_state=seeds[b]).fit(X[b, : int(Nb[b])])
+                molrg.KSubspaces([d] * K, spectral_method="sklearn", random_state=seeds[b]).fit(X[b, : int(Nb[b])])
         t_p = time.perf_counter() - t0
         print(f"plain loop (KSubspaces.fit per problem, sklearn spectral step): {t_p:8.2f} s; "
               f"ratio plain/batched {t_p / t_b:.2f}x" + (f", plain/batched with {a.jobs} workers {t_p / t_par:.2f}x" if a.jobs > 1 else ""))
@@ -190,14 +244,14 @@ def main(argv=None):
             for d, (X, mask, lab, true, Nb, seeds) in panel.items():
                 if callable(q):
                     res[d] = molrg.k_subspaces_batch(X, [d] * K, mask=mask, q=q(d), random_state=seeds,
-                                                     spectral_backend=sb).bases
+                                                     spectral_method=sb).bases
                 else:  # per-N q: solve each N group separately (q depends on N)
                     parts = [None] * X.shape[0]
                     for N in Ns:
                         idx = np.flatnonzero(Nb == N)
                         qq = max(1, round(0.3 * N / K)) if q == "0.3" else max(1, round(N / K) - 1)
                         r = molrg.k_subspaces_batch(X[idx, :N], [d] * K, q=qq, random_state=[seeds[i] for i in idx],
-                                                    spectral_backend=sb)
+                                                    spectral_method=sb)
                         for j, i in enumerate(idx):
                             parts[i] = [U[j] for U in r.bases]
                     res[d] = [np.stack([pp[k] for pp in parts]) for k in range(K)]

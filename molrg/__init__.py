@@ -51,6 +51,8 @@ _EXPORTS = {
     "pca_subspace": "solvers",
     "pca_subspace_batch": "solvers",
     "KSubspaces": "solvers",
+    "KSubspacesResult": "solvers",
+    "PCASubspace": "solvers",
     "k_subspaces": "solvers",
     "k_subspaces_batch": "solvers",
     "oracle_bases": "solvers",

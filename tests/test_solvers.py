@@ -109,10 +109,10 @@ def test_kss_estimator_contract_and_twin(rng):
     # labels agree with the truth up to a permutation, and predict reproduces them
     assert max(np.mean(km.labels_ == y), np.mean(km.labels_ != y)) == 1.0
     assert_array_equal(km.predict(X), km.labels_)
-    bases, labels, obj, n_iter = k_subspaces(X, [4, 4], random_state=3)
-    assert_allclose(obj, km.objective_, rtol=1e-12)
-    assert_array_equal(labels, km.labels_)
-    for U, V in zip(bases, km.bases_):
+    res = k_subspaces(X, [4, 4], random_state=3)
+    assert_allclose(res.objective, km.objective_, rtol=1e-12)
+    assert_array_equal(res.labels, km.labels_)
+    for U, V in zip(res.bases, km.bases_):
         assert_allclose(U, V, atol=1e-12)
 
 
@@ -190,18 +190,18 @@ def test_spectral_init_returns_orthonormal_bases(rng):
     assert len(spectral_init(X[:3], [4, 4], q=[1, 2], random_state=0)) == 2
 
 
-@pytest.mark.parametrize("backend", ["batched", "sklearn"])
-def test_spectral_init_batch_equals_per_problem_calls(rng, backend):
+@pytest.mark.parametrize("method", ["dense", "sparse", "sklearn"])
+def test_spectral_init_batch_equals_per_problem_calls(rng, method):
     B, Nmax, n, dims = 6, 30, 16, [3, 2]
     X, mask = np.zeros((B, Nmax, n)), np.zeros((B, Nmax), bool)
     for b, N in enumerate([2, 5, 11, 17, 30, 23]):
         X[b, :N] = MoLRG.random(n, dims, noise_std=0.05, random_state=rng).sample(N, random_state=rng)[0]
         mask[b, :N] = True
     X[~mask] = 7.0  # padding is ignored, whatever it holds
-    batch = spectral_init(X, dims, mask=mask, random_state=list(range(B)), backend=backend)
+    batch = spectral_init(X, dims, mask=mask, random_state=list(range(B)), method=method)
     assert [U.shape for U in batch] == [(B, n, 3), (B, n, 2)]
     for b in range(B):
-        alone = spectral_init(X[b][mask[b]], dims, random_state=np.random.default_rng(b), backend=backend)
+        alone = spectral_init(X[b][mask[b]], dims, random_state=np.random.default_rng(b), method=method)
         for k in range(2):
             assert_allclose(batch[k][b], alone[k], atol=1e-12)
     with pytest.raises(ValueError, match="mask"):
@@ -222,7 +222,7 @@ def _same_partition(a, b):
 
 def _top_gap(Z, q, K):
     """Gap between the K-th and (K+1)-th eigenvalues of D^-1/2 A D^-1/2 (0: degenerate, either choice valid)."""
-    from molrg.solvers import _knn_affinity
+    from molrg._spectral import _knn_affinity
 
     A = _knn_affinity(Z[None], np.array([q]))[0]
     deg = A.sum(1)
@@ -239,7 +239,7 @@ def test_batched_spectral_labels_equal_sklearn(rng, K):
     differ only where the top eigenspace is degenerate (more than K connected
     components): those runs are skipped, and must stay a minority.
     """
-    from molrg.solvers import _spectral_labels
+    from molrg._spectral import _spectral_labels
 
     checked = 0
     for d in (1, 2, 4):
@@ -256,7 +256,7 @@ def test_batched_spectral_labels_equal_sklearn(rng, K):
                     X[b, ~mask[b]] = 7.0  # padding content must not matter
                 for q in (d + 1, max(1, N // K - 1), 2):
                     run_prob, run_q, seeds = np.arange(B), np.full(B, q), np.arange(B) + 3
-                    a = _spectral_labels(X, mask, run_prob, run_q, seeds, K, "batched")
+                    a = _spectral_labels(X, mask, run_prob, run_q, seeds, K, "dense")
                     c = _spectral_labels(X, mask, run_prob, run_q, seeds, K, "sklearn")
                     for b in range(B):
                         assert np.all(a[b, ~mask[b]] == -1) and np.all(a[b, mask[b]] >= 0)
@@ -271,18 +271,31 @@ def test_batched_spectral_labels_equal_sklearn(rng, K):
 def test_spectral_backends_reachable_and_agree_on_separated_data(rng):
     model = MoLRG.random(48, [3, 3], noise_std=0.01, random_state=rng)
     X, y = model.sample(40, random_state=rng)
-    for backend in ("batched", "sklearn"):
-        bases = spectral_init(X, [3, 3], q=19, random_state=0, backend=backend)
+    for method in ("dense", "sparse", "sklearn"):
+        bases = spectral_init(X, [3, 3], q=19, random_state=0, method=method)
         assert subspace_error(bases, model.bases) < 0.1
-        km = KSubspaces([3, 3], random_state=0, spectral_backend=backend).fit(X)
+        km = KSubspaces([3, 3], random_state=0, spectral_method=method).fit(X)
         assert _same_partition(km.labels_, y)
-        res = k_subspaces_batch(X[None], [3, 3], random_state=[0], spectral_backend=backend)
+        res = k_subspaces_batch(X[None], [3, 3], random_state=[0], spectral_method=method)
         assert_array_equal(res.labels[0], km.labels_)
-        assert _same_partition(k_subspaces(X, [3, 3], random_state=0, spectral_backend=backend).labels, y)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        spectral_init(X, [3, 3], backend="arpack")
-    with pytest.raises(ValueError, match="spectral_backend must be one of"):
-        KSubspaces([3, 3], spectral_backend="arpack").fit(X)
+        assert _same_partition(k_subspaces(X, [3, 3], random_state=0, spectral_method=method).labels, y)
+    with pytest.raises(ValueError, match="method must be one of"):
+        spectral_init(X, [3, 3], method="arpack")
+    with pytest.raises(ValueError, match="spectral_method"):
+        KSubspaces([3, 3], spectral_method="arpack").fit(X)
+
+
+def test_deprecated_backend_names_still_work(rng):
+    X, _ = MoLRG.random(20, [2, 2], noise_std=0.01, random_state=rng).sample(30, random_state=rng)
+    with pytest.warns(FutureWarning, match="spectral_method='dense'"):
+        old = KSubspaces([2, 2], random_state=0, spectral_backend="batched").fit(X)
+    new = KSubspaces([2, 2], random_state=0, spectral_method="dense").fit(X)
+    assert_array_equal(old.labels_, new.labels_)
+    with pytest.warns(FutureWarning, match="method='sklearn'"):
+        spectral_init(X, [2, 2], random_state=0, backend="sklearn")
+    with pytest.warns(FutureWarning, match="unpacking"):
+        bases, labels, objective, n_iter = k_subspaces(X, [2, 2], random_state=0)
+    assert_array_equal(labels, new.labels_)
 
 
 def test_grouped_batch_equals_per_problem_fits_with_scattered_padding(rng):
@@ -315,7 +328,7 @@ def test_bad_inputs_raise(rng):
     X = rng.standard_normal((10, 5))
     with pytest.raises(ValueError, match="X contains NaN"):
         pca_subspace(np.full((3, 5), np.nan), 2)
-    with pytest.raises(ValueError, match="X contains NaN"):
+    with pytest.raises(ValueError, match="X contains infinity"):
         KSubspaces([2, 2]).fit(np.full((3, 5), np.inf))
     with pytest.raises(ValueError, match="X must have 2 axes"):
         KSubspaces([2, 2]).fit(X[None])
@@ -325,7 +338,7 @@ def test_bad_inputs_raise(rng):
         pca_subspace(np.zeros((0, 5)), 2)
     with pytest.raises(ValueError, match=r"d must be in \[1, 5\]"):
         pca_subspace(X, 6)
-    with pytest.raises(ValueError, match=r"dims\[1\]"):
+    with pytest.raises(ValueError, match=r"dims must be at most n_features = 5"):
         KSubspaces([2, 6]).fit(X)
     with pytest.raises(ValueError, match="init"):
         KSubspaces([2, 2], init="kmeans++").fit(X)
@@ -337,7 +350,7 @@ def test_bad_inputs_raise(rng):
         k_subspaces_batch(X[None], [2, 2], mask=np.ones((1, 3), bool))
     with pytest.raises(ValueError, match="random_state"):
         k_subspaces_batch(X[None], [2, 2], random_state=[1, 2])
-    with pytest.raises(ValueError, match="X must have 5 columns"):
+    with pytest.raises(ValueError, match="X has 4 features"):
         KSubspaces([2, 2], random_state=0).fit(X).predict(np.ones((2, 4)))
     with pytest.raises(ValueError, match="labels"):
         oracle_bases(X, np.zeros(9, int), [2])
