@@ -14,6 +14,7 @@ SCRIPTS = {
     "bench_sgd.py": [],
     "bench_locality.py": ["--quick"],
     "bench_sampling.py": ["--quick"],
+    "bench_mlp.py": ["--quick"],
     "bench_cir.py": [],
 }
 
