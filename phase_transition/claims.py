@@ -212,7 +212,7 @@ CLAIMS: tuple[Claim, ...] = (
           "(not better than one of dimension 10 d, which nearly fills n = 64). Dataset: sklearn digits; paper: CIFAR-10 etc.",
           ("tests/test_digits.py::test_kss_accuracy_above_kmeans_on_digits", "tests/test_digits.py::test_union_of_subspaces_beats_one_subspace_held_out",
            "tests/test_digits.py::test_k1_switches_the_union_off"),
-          "accuracy > KMeans + 0.03 at every d; held-out error below PCA(d) and PCA(2d)", "digits-union-of-subspaces",
+          "quick grid (d = 2, 4): accuracy > KMeans + 0.03; held-out error below PCA(d) and PCA(2d)", "digits-union-of-subspaces",
           _keys("kss_accuracy", "kss_nmi", "kmeans_accuracy", "kmeans_nmi", "spectral_accuracy", "spectral_nmi", "kss_best_d",
                 "union_beats_pca_2d_everywhere", "class_energy_rank",
                 labels=("KSS accuracy", "NMI", "KMeans accuracy", "NMI", "SpectralClustering accuracy", "NMI", "at d =",
@@ -225,6 +225,13 @@ CLAIMS: tuple[Claim, ...] = (
           "digits-jacobian-rank",
           _keys("mlp_band_min_ratio", "untrained_mlp_band_min_ratio", "closed_form_rank_max", "closed_form_rank_bound",
                 labels=("trained MLP min ratio in the band", "untrained MLP", "closed form max rank", "bound"))),
+    Claim(f"{_P}, figure 5b (digits)", "Subsets of smaller intrinsic dimension (one class < two < ten) need fewer samples to generalize. "
+          "NOT reproduced here: the MLP trained on 2 CPU cores never memorizes (GL > 0.5 at N = 4) and its GL grows above 1 "
+          "with N (samples noisier than fresh digits); GL uses pixel nearest neighbours, not the paper's copy-detection descriptor",
+          ("tests/test_digits.py::test_gl_increases_with_n_for_each_subset",
+           "tests/test_digits.py::test_smaller_intrinsic_dimension_generalizes_at_smaller_n"),
+          "Spearman(GL, N) > 0.8 per subset (holds); the ordering test is an expected failure (xfail)", "digits-generalization",
+          _prefixed("gl_", "mean GL per N")),
     Claim(f"{_P}, figures 6 and 9 (digits)", "Moving along the leading right singular vectors of the trained denoiser's Jacobian "
           "changes the final image more than random directions, smoothly in the strength (MLP on digits, Heun sampler)",
           ("tests/test_digits.py::test_editing_along_singular_vectors_changes_more_than_random",
