@@ -177,6 +177,7 @@ def test_two_concurrent_runs_into_one_folder_compute_each_chunk_once(tmp_path):
         assert not list(folder.glob("*.claim")) and not list(folder.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_two_concurrent_processes_and_a_killed_one(tmp_path):
     """Two processes at once share the chunks; a claim left by a killed process is taken over."""
     log, cache = tmp_path / "log", tmp_path / "cache"
