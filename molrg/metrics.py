@@ -22,23 +22,22 @@ Unequal dimensions are allowed (the distance then includes ``|p - q|``).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .utils import check_real, is_torch
+from ._validation import check_array, check_real, is_torch
 
 __all__ = ["projector_distances", "subspace_error", "subspace_error_batch", "success"]
 
 
-def _to_numpy(a) -> np.ndarray:
+def _to_numpy(name: str, a) -> np.ndarray:
+    """``a`` as a float64 numpy array; strings, complex numbers and objects raise TypeError naming ``name``."""
     if is_torch(a):
         a = a.detach().cpu().numpy()
-    a = np.asarray(a)
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"bases must hold real numbers, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
+    return check_array(name, a, finite=False).astype(np.float64, copy=False)
 
 
 def _check_stack(name: str, bases, batched: bool) -> list[np.ndarray]:
@@ -47,8 +46,10 @@ def _check_stack(name: str, bases, batched: bool) -> list[np.ndarray]:
     A single array is one basis (K = 1); for ``batched`` a ``(B, K, n, d)`` array is K bases.
     """
     nd = 3 if batched else 2
+    if isinstance(bases, (str, bytes, numbers.Number)):
+        raise TypeError(f"{name} must be a sequence of arrays or an array of real numbers, got {bases!r}")
     if is_torch(bases) or isinstance(bases, np.ndarray):
-        a = _to_numpy(bases)
+        a = _to_numpy(name, bases)
         if a.ndim == nd:
             bases = [a]
         elif a.ndim == nd + 1:
@@ -56,9 +57,12 @@ def _check_stack(name: str, bases, batched: bool) -> list[np.ndarray]:
         else:
             raise ValueError(f"{name} must have {nd} or {nd + 1} axes as an array, got shape {a.shape}")
     else:
-        bases = [_to_numpy(U) for U in bases]
+        bases = [_to_numpy(f"{name}[{k}]", U) for k, U in enumerate(bases)]
     if not bases:
         raise ValueError(f"{name} must contain at least one basis")
+    for k, U in enumerate(bases):
+        if U.ndim != nd:
+            raise ValueError(f"{name}[{k}] must have shape {'(B, n, d)' if batched else '(n, d)'}, got {U.shape}")
     lead = bases[0].shape[:-2]
     n = bases[0].shape[-2]
     for k, U in enumerate(bases):

@@ -18,15 +18,25 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .utils import array_namespace, is_torch
+from ._validation import array_namespace, check_array, is_torch
 
 __all__ = ["projection_energies", "pca_objective", "kss_objective"]
+
+
+def _operand(name: str, a, n: int | None = None):
+    """Validate ``X`` or one basis: real, at least 2 axes, finite (numpy), ``a.shape[-2] == n`` for a basis."""
+    a = check_array(name, a, min_ndim=2, finite=not is_torch(a), expected="(..., N, n)" if n is None else f"(..., {n}, d)")
+    if n is not None and a.shape[-2] != n:
+        raise ValueError(f"{name} must have shape (..., {n}, d) (n = the columns of X), got shape {tuple(a.shape)}")
+    return a
 
 
 def _as_list(bases) -> list:
     """A single ``(..., n, d)`` array/tensor becomes a one-element list."""
     if is_torch(bases) or hasattr(bases, "ndim"):
         return [bases]
+    if isinstance(bases, (str, bytes)):
+        raise TypeError(f"bases must be a sequence of arrays or an array of real numbers, got {bases!r}")
     bases = list(bases)
     if not bases:
         raise ValueError("bases must contain at least one basis")
@@ -58,7 +68,8 @@ def projection_energies(X: Any, bases: Sequence[Any]):
     -------
     array or tensor ``(..., N, K)``
     """
-    bases = _as_list(bases)
+    X = _operand("X", X)
+    bases = [_operand(f"bases[{k}]", U, X.shape[-1]) for k, U in enumerate(_as_list(bases))]
     xp = array_namespace(X, *bases)
     cols = []
     for U in bases:
@@ -91,6 +102,8 @@ def pca_objective(X: Any, U: Any, *, mask: Any = None):
     >>> float(pca_objective(X, np.array([[1.0], [0.0]])))
     10.0
     """
+    X = _operand("X", X)
+    U = _operand("U", U, X.shape[-1])
     xp = array_namespace(X, U)
     Y = X @ U
     return _masked_sum((Y * Y).sum(-1), mask, xp)

@@ -236,3 +236,22 @@ def test_bad_batch_input_and_options(rng):
         KSubspaces([2, 2], random_state=-1).fit(X[0])
     with pytest.raises(TypeError, match="Sparse data"):
         KSubspaces([2, 2]).fit(scipy.sparse.csr_matrix(X[0]))
+
+
+def test_metrics_and_objectives_name_the_bad_argument():
+    E = np.eye(4)
+    good = [E[:, :2]]
+    cases = [
+        (lambda: subspace_error("abc", good), TypeError, "estimated_bases must be a sequence"),
+        (lambda: subspace_error([E[:, :2] * 1j], good), TypeError, r"estimated_bases\[0\] must hold real numbers"),
+        (lambda: subspace_error(good, [np.full((4, 2), "a")]), TypeError, r"true_bases\[0\] must hold real numbers"),
+        (lambda: subspace_error([np.full((4, 2), np.nan)], good), ValueError, r"estimated_bases\[0\] contains NaN"),
+        (lambda: subspace_error([np.ones(4)], good), ValueError, r"estimated_bases\[0\] must have shape \(n, d\)"),
+        (lambda: molrg.kss_objective(np.ones((3, 4)) * 1j, good), TypeError, "X must hold real numbers"),
+        (lambda: molrg.kss_objective(np.ones((3, 5)), good), ValueError, r"bases\[0\] must have shape \(\.\.\., 5, d\)"),
+        (lambda: molrg.pca_objective(np.full((3, 4), np.inf), E[:, :2]), ValueError, "X contains NaN or inf"),
+        (lambda: molrg.pca_objective(np.ones(4), E[:, :2]), ValueError, "X must have shape"),
+    ]
+    for fn, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            fn()
