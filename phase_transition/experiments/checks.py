@@ -19,6 +19,10 @@ and the tests import them from here (one reference, not two that drift):
   the conditional variance ``p_i^T (Sigma - Sigma_:S Sigma_SS^-1 Sigma_S:) p_i``;
 * ``pythagorean`` (Proposition 3.3, SPEC B3): truncation error minus
   (optimal error + squared distance);
+* ``ddpm-chain`` (SPEC B4): the sample covariance of Monte-Carlo DDPM chains
+  against the exactly propagated covariance, in standard errors (largest over
+  the 55 entries and two localizations, tolerance 5): the sampled columns of
+  ``locality-tradeoff`` draw from ``N(0, C_gen)`` directly;
 * ``ddpm-discretization`` (SPEC B4): relative spectral error of the exactly
   propagated covariance of the non-localized DDPM with the true covariance
   (the DDPM discretization error; the test bounds it by 1e-2);
@@ -171,6 +175,27 @@ def _check_ddpm(rng) -> float:
     return float(relative_covariance_error(generated_covariance(LinearScore(S)), S))
 
 
+def _check_ddpm_chain(rng) -> float:
+    """Monte-Carlo DDPM chains against the exactly propagated covariance, in standard errors (SPEC B4).
+
+    ``locality-tradeoff`` draws its sampled columns from ``N(0, C_gen)``; this is
+    the check that the chain's output has that law (marginal and truncated scores).
+    """
+    from locality import DDPMSchedule, LinearScore, ar1_covariance, generated_covariance, sample_backward
+
+    S = ar1_covariance(10)
+    X = rng.standard_normal((8, 10)) @ np.linalg.cholesky(S).T
+    Sh = X.T @ X / len(X)
+    n, worst = 4000, 0.0
+    for method, r in (("marginal", 2), ("truncate", 1)):
+        score = LinearScore(Sh, schedule=DDPMSchedule(T=100), method=method, r=r)
+        C = generated_covariance(score)
+        Xg = sample_backward(score, n, random_state=rng)
+        se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / n)
+        worst = max(worst, float(np.max(np.abs(Xg.T @ Xg / n - C) / se)))
+    return worst
+
+
 def _check_cir(rng) -> float:
     from locality import autocorrelation, simulate_cir
 
@@ -189,6 +214,7 @@ CHECKS: dict[str, tuple[Callable[[np.random.Generator], float], float, str]] = {
     "localization-brute-force": (_check_localization, 1e-10, "absolute error"),
     "pythagorean": (_check_pythagorean, 1e-10, "absolute error"),
     "ddpm-discretization": (_check_ddpm, 1e-2, "relative spectral error"),
+    "ddpm-chain": (_check_ddpm_chain, 5.0, "standard errors"),
     "cir-exact-acf": (_check_cir, 0.03, "absolute error"),
 }
 
