@@ -164,7 +164,7 @@ def plot_union(table, config: Mapping[str, Any]):
                               ("heldout_pca_2d", "one subspace, dim 2d", "^--"),
                               ("heldout_pca_Kd", "one subspace, dim K d", "v--")):
         ax.plot(ds, g[col].mean().to_numpy(), style, ms=4, label=label)
-    ax.set_yscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("d")
     ax.set_ylabel("held-out relative reconstruction error")
     ax.set_title("Union of subspaces vs one subspace (held out)", fontsize=9)
@@ -628,8 +628,9 @@ def plot_editing(table, config: Mapping[str, Any]):
     table = table[table["direction_kind"] == "singular"]
     shown = table[table["images"].fillna("").astype(str) != ""]
     levels = sorted(shown["edit_step"].unique()) if len(shown) else []
+    levels = levels[len(levels) // 2 : len(levels) // 2 + 1]  # the images of the middle level
     k = int(p.get("n_directions", 3))
-    fig = plt.figure(figsize=(3 + 1.0 * len(lam) * max(1, len(levels)), 4.2))
+    fig = plt.figure(figsize=(4 + 0.9 * len(lam), 4.2))
     grid = fig.add_gridspec(k + 1, len(lam) * max(1, len(levels)) + 4)
     for li, step in enumerate(levels):
         imgs = np.asarray(json.loads(shown[shown["edit_step"] == step]["images"].iloc[0]))
@@ -655,6 +656,7 @@ def plot_editing(table, config: Mapping[str, Any]):
         g = random_kind.groupby("sigma_edit")["change_v1"]
         ax.plot(g.mean().index, g.mean().to_numpy(), "x:", color="0.4", label="random edit (mechanism off)")
     ax.set_xscale("log")
+    ax.tick_params(axis="x", which="minor", labelbottom=False)
     ax.set_xlabel("sigma at the edit")
     ax.set_ylabel("final-image change per unit strength")
     ax.legend(fontsize=6)
