@@ -10,7 +10,10 @@
    the one shared place where failed rows are left out: ``plot`` and
    ``summarize`` receive only those;
 5. write ``<name>.csv`` and ``<name>.json`` (byte-stable, see
-   :mod:`phase_transition.results`), and ``<name>.png`` unless every row failed
+   :mod:`phase_transition.results`; when the folder already holds a table
+   with the same values, floats within ``results.RTOL``, that saved table is
+   kept and the figure and summary are drawn from it), and ``<name>.png``
+   unless every row failed
    (then no figure is drawn and a figure left from an earlier run is removed,
    so no picture contradicts the table).
 
@@ -32,7 +35,7 @@ import pandas as pd
 from .grid import plan_grid, run_grid
 from .plots import successful_rows
 from .registry import Experiment, get_experiment
-from .results import atomic_write, figure_bytes, load_results, save_results
+from .results import atomic_write, figure_bytes, load_results, save_results, tables_equivalent
 
 __all__ = ["run_experiment", "replot", "ExperimentRun", "RunError", "OutputError", "check_writable", "check_plan"]
 
@@ -141,6 +144,7 @@ def run_experiment(
                      backend=backend, scheduler=scheduler, cache_dir=cache_dir, fail_fast=fail_fast,
                      progress=progress)
     config = table.attrs["config"]
+    table = _keep_saved_values(table, out, exp.name)
     ok = successful_rows(table)
     figure, summary = None, {}
     if len(ok):
@@ -152,6 +156,27 @@ def run_experiment(
     _close(figure)
     saved = json.loads(paths["json"].read_text())
     return ExperimentRun(exp.name, table, config, dict(summary), paths, len(table), int(config["n_errors"]), saved)
+
+
+def _keep_saved_values(table: pd.DataFrame, out: Path, name: str) -> pd.DataFrame:
+    """The saved table of ``name`` in ``out`` when it holds the same values (:func:`tables_equivalent`), else ``table``.
+
+    Figure, summary and CSV are then made from the saved values, so that a
+    re-run whose floats differ only in the last bits rewrites nothing.  The
+    configuration and timings are this run's.
+    """
+    try:
+        saved, _ = load_results(out, name)
+    except (OSError, ValueError):
+        return table
+    if not tables_equivalent(table, saved):
+        return table
+    saved = saved.drop(columns=["runtime_s"], errors="ignore")
+    if "runtime_s" in table:
+        saved.insert(saved.columns.get_loc("error") if "error" in saved else len(saved.columns), "runtime_s",
+                     table["runtime_s"].to_numpy())
+    saved.attrs = dict(table.attrs)
+    return saved
 
 
 def replot(experiment: str | Experiment, folder: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:

@@ -134,12 +134,13 @@ class Experiment:
             if unknown:
                 raise ValueError(f"experiment {self.name}: grid keys {sorted(unknown)} are not fields of "
                                  f"{self.parameters.__name__}")
-            if self.params:
-                raise ValueError(f"experiment {self.name}: give parameters= or params=, not both")
             no_default = [k for k, s in specs.items() if k not in self.grid and not s.has_default]
             if no_default:
                 raise ValueError(f"experiment {self.name}: {sorted(no_default)} have no default and are not grid keys")
-            object.__setattr__(self, "params", {k: s.default for k, s in specs.items() if k not in self.grid})
+            defaults = {k: s.default for k, s in specs.items() if k not in self.grid}
+            if self.params and dict(self.params) != defaults:  # (equal: a dataclasses.replace copy)
+                raise ValueError(f"experiment {self.name}: give parameters= or params=, not both")
+            object.__setattr__(self, "params", defaults)
         if set(self.grid) != set(self.quick_grid):
             raise ValueError(f"experiment {self.name}: grid and quick_grid must have the same keys")
         overlap = set(self.grid) & set(self.params)

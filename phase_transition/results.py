@@ -27,9 +27,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["save_results", "load_results", "atomic_write", "TIMING_KEYS"]
+__all__ = ["save_results", "load_results", "atomic_write", "tables_equivalent", "TIMING_KEYS", "RTOL"]
+
+#: Floats of a recomputed table within this relative tolerance of the saved ones count as unchanged.
+RTOL = 1e-9
 
 #: Configuration fields that measure time (kept from the saved JSON when the table is unchanged).
 TIMING_KEYS = ("runtime_s", "compute_s", "cached_chunks", "row_runtime_s")
@@ -68,6 +72,32 @@ def _json_default(obj: Any) -> Any:
 
 def _csv_text(table: pd.DataFrame) -> str:
     return table.drop(columns=["runtime_s"], errors="ignore").to_csv(index=False, lineterminator="\n")
+
+
+def tables_equivalent(a: pd.DataFrame, b: pd.DataFrame, rtol: float = RTOL) -> bool:
+    """Whether two tables hold the same values: same columns and rows, floats within ``rtol``, the rest equal.
+
+    ``runtime_s`` is ignored.  The tolerance absorbs the last-bit differences of
+    floating-point reductions between machines and thread counts, so that a
+    recomputed report does not churn the committed files.
+    """
+    a = a.drop(columns=["runtime_s"], errors="ignore").reset_index(drop=True)
+    b = b.drop(columns=["runtime_s"], errors="ignore").reset_index(drop=True)
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return False
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if x.dtype.kind == "f" or y.dtype.kind == "f":
+            try:
+                xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+            except (TypeError, ValueError):
+                return False
+            if not np.allclose(xv, yv, rtol=rtol, atol=0.0, equal_nan=True):
+                return False
+        elif not (x.isna().to_numpy() == y.isna().to_numpy()).all() or \
+                (x[x.notna()].astype(str).to_numpy() != y[y.notna()].astype(str).to_numpy()).any():
+            return False
+    return True
 
 
 def _saved_meta(path: Path) -> dict | None:

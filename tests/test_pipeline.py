@@ -325,3 +325,28 @@ def test_report_command_passes_backend_and_scheduler(tmp_path, monkeypatch, caps
     assert code == 0, err
     assert seen["backend"] == "dask" and seen["scheduler"].address == "tcp://127.0.0.1:1"
     assert seen["scheduler"].closed  # the command closes the client it opened
+
+
+def _perturbed(rel: float):
+    import dataclasses
+
+    def run(tasks):
+        return [{**row, "value": row["value"] * (1 + rel)} for row in TOY.run(tasks)]
+
+    return dataclasses.replace(TOY, run=run)
+
+
+def test_last_bit_differences_keep_the_saved_table_and_figure(tmp_path):
+    out = tmp_path / "res"
+    run_experiment(TOY, out, quick=True)
+    before = _snapshot(out)
+    meta = json.loads((out / "toy-sweep.json").read_text())
+    run_experiment(_perturbed(1e-13), out, quick=True)  # floats differ in the last bits only
+    after = _snapshot(out)
+    for name in ("toy-sweep.csv", "toy-sweep.png"):
+        assert after[name] == before[name]
+    again = json.loads((out / "toy-sweep.json").read_text())
+    assert again["summary"] == meta["summary"] and again["row_runtime_s"] == meta["row_runtime_s"]
+    # the mechanism's limit: a real change of the values is written
+    run_experiment(_perturbed(1e-6), out, quick=True)
+    assert (out / "toy-sweep.csv").read_bytes() != before["toy-sweep.csv"][0]
