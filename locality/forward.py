@@ -15,8 +15,8 @@ and the effective radius ``r_eff(t) = max {r : m_r(t) >= eps m_0(t)}`` (paper eq
 Banded path (any ``d``, used whenever ``P0`` is a :class:`~locality.banded.BandedMatrix`).
 With ``e = e^{-2t}`` and the banded ``A_t = e I + (1 - e) P_0``,
 
-.. math::  \Sigma_t = P_0^{-1} A_t, \qquad P_t = A_t^{-1} P_0, \qquad
-           \Sigma_t = e \, P_0^{-1} + (1 - e) I,
+.. math::  \\Sigma_t = P_0^{-1} A_t, \\qquad P_t = A_t^{-1} P_0, \\qquad
+           \\Sigma_t = e \\, P_0^{-1} + (1 - e) I,
 
 so the band of ``P_t`` up to half-width ``R`` is the band of the product of the
 band of ``A_t^{-1}`` (half-width ``R + b``, :func:`~locality.banded.band_inverse`)
