@@ -96,7 +96,8 @@ def _check_bases_arg(bases) -> list:
         bases = (bases,)
     if isinstance(bases, (str, bytes)) or not hasattr(bases, "__iter__"):
         raise TypeError(f"bases must be a sequence of (..., n, d_k) arrays, got {type(bases).__name__}")
-    out = [check_array(f"bases[{k}]", U, min_ndim=2, expected="(..., n, d_k)") for k, U in enumerate(bases)]
+    # finiteness is checked once on the concatenated bases (see _prepare)
+    out = [check_array(f"bases[{k}]", U, min_ndim=2, finite=False, expected="(..., n, d_k)") for k, U in enumerate(bases)]
     if not out:
         raise ValueError("bases must contain at least one basis")
     n = out[0].shape[-2]
@@ -114,7 +115,8 @@ def _prepare(bases, log_weights, x, scale, sigma, noise_var):
     """
     bases = _check_bases_arg(bases)
     n = int(bases[0].shape[-2])
-    x = check_array("x_t", x, min_ndim=1, last=n, expected=f"(..., {n}) (n = {n}, the ambient dimension of the bases)")
+    # NaN/inf in x_t is detected by _row_exponents (one pass over x_t serves both)
+    x = check_array("x_t", x, min_ndim=1, last=n, finite=False, expected=f"(..., {n}) (n = {n}, the ambient dimension of the bases)")
     xp = array_namespace(x, *bases)
     dims = tuple(int(U.shape[-1]) for U in bases)
     batch_shape = tuple(x.shape[:-1])
@@ -131,6 +133,8 @@ def _prepare(bases, log_weights, x, scale, sigma, noise_var):
             [torch.as_tensor(np.array(B) if isinstance(B, np.ndarray) else B, dtype=out_dtype, device=ref.device) for B in bases],
             dim=-1,
         )
+    if not np.isfinite(_finite_range(xp, U)):
+        raise ValueError("bases contain NaN or inf")
     s = check_levels("scale", scale, batch_shape, like=x)
     sg = check_levels("sigma", sigma, batch_shape, like=x)
     s = append_dims(s, len(batch_shape))
@@ -176,22 +180,57 @@ def _ldexp(xp, a, e):
     return a * xp.exp2(e.to(a.dtype))
 
 
-def _row_exponents(xp, x):
-    """Per-row power-of-2 exponents ``e`` (shape ``x.shape[:-1] + (1,)``) for an exact rescaling.
+def _finite_range(xp, a) -> float:
+    """``max |a|`` in one pass (numpy or torch); NaN or inf when ``a`` holds any.  Inside a
+    torch.func transform (values not concrete) returns 0.0."""
+    if a.size == 0 if xp is np else a.numel() == 0:
+        return 0.0
+    if xp is np:
+        return float(max(-np.min(a), np.max(a)))
+    try:
+        lo, hi = xp.aminmax(a.detach())
+        return float(max(-lo, hi))
+    except RuntimeError:
+        return 0.0
+
+
+def _row_exponents(xp, x, s):
+    """Per-row power-of-2 exponents ``e`` (shape ``x.shape[:-1] + (1,)``) for an exact rescaling, or None.
 
     ``e = 0`` for rows whose largest entry is within ``2^-limit .. 2^limit`` (so
     ordinary inputs are computed exactly as given), else the exponent of the
-    row's max abs entry; all-zero rows get 0.
+    row's max abs entry; all-zero rows get 0.  Returns None (no extra work) in
+    the common case, checked in one pass: every entry below ``2^limit`` and the
+    scale at least ``2^-limit`` (a tiny row with an ordinary scale needs no
+    rescaling: its logits' quadratic term is negligible either way).  Raises
+    ``ValueError`` for NaN or inf in ``x``.
     """
+    limit = _EXP_LIMIT_FLOAT32 if xp is not np and x.dtype != xp.float64 else _EXP_LIMIT_FLOAT64
+    hi = _finite_range(xp, x)
+    if not np.isfinite(hi):
+        raise ValueError("x_t contains NaN or inf")
+    s_min = float(s.min()) if xp is np else _min_or_zero(s)
+    if hi < 2.0**limit and s_min >= 2.0 ** (-limit):
+        return None
     if xp is np:
-        amax = np.max(np.abs(x), axis=-1, keepdims=True)
-        e = np.frexp(amax)[1]
-        return np.where(np.abs(e) > _EXP_LIMIT_FLOAT64, e, 0)
+        e = np.frexp(np.max(np.abs(x), axis=-1, keepdims=True))[1]
+        e = np.where(np.abs(e) > limit, e, 0)
+        return e if e.any() else None
     with xp.no_grad():
-        amax = x.detach().abs().amax(-1, keepdim=True)
-        e = xp.frexp(amax)[1]
-        limit = _EXP_LIMIT_FLOAT64 if x.dtype == xp.float64 else _EXP_LIMIT_FLOAT32
-        return xp.where(e.abs() > limit, e, xp.zeros_like(e))
+        e = xp.frexp(x.detach().abs().amax(-1, keepdim=True))[1]
+        e = xp.where(e.abs() > limit, e, xp.zeros_like(e))
+    try:
+        return e if bool(e.any()) else None
+    except RuntimeError:  # inside a torch.func transform: keep the (exact) rescaling
+        return e
+
+
+def _min_or_zero(t) -> float:
+    """``min(t)`` of a torch tensor, 0.0 when not concrete (forces the general path)."""
+    try:
+        return float(t.detach().min())
+    except RuntimeError:
+        return 0.0
 
 
 def _logit_terms(xp, dims, sg, s_col, noise_var, like):
@@ -255,10 +294,9 @@ def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
     xp, U, dims, logw, x, s, sg, out_dtype = _prepare(bases, log_weights, x, scale, sigma, noise_var)
     # y = x 2^-e and s_e = s 2^-e (exact powers of two): the logits depend on x / s only, and given
     # the weights the mean (the score) is linear in x, so everything below runs on (y, s_e)
-    e = _row_exponents(xp, x)  # (..., 1), 0 for ordinary rows
-    y = _ldexp(xp, x, -e)
+    e = _row_exponents(xp, x, s)  # (..., 1), 0 for ordinary rows; None when no row needs it
     s_col = s[..., None]
-    s_e = _ldexp(xp, s_col, -e)
+    y, s_e = (x, s_col) if e is None else (_ldexp(xp, x, -e), _ldexp(xp, s_col, -e))
     proj = y @ U  # rows of U^T y, (..., M, D): a batch of bases (..., n, D) pairs with y (..., M, n)
     sqn = _segment_sqnorms(xp, proj, dims)
     sqn = sqn.astype(np.float64) if xp is np else sqn.to(xp.float64)
@@ -284,7 +322,7 @@ def _posterior(bases, log_weights, x, scale, sigma, noise_var, want):
     rec = (proj * coef_proj) @ _mT(xp, U)
     out = (rec + _cast(xp, g_perp, out_dtype) * y) * _cast(xp, factor, out_dtype)
     out = _cast(xp, out, out_dtype)
-    if not concrete_all(xp.isfinite(out)):
+    if e is not None and not concrete_all(xp.isfinite(out)):
         warnings.warn(
             f"the posterior {want} overflows {out_dtype}: its true value is beyond the floating range",
             RuntimeWarning,
