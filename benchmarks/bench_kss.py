@@ -32,7 +32,9 @@ and subspace error; ratios are printed.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_kss.py [--trials 20] [--n-step 2] [--skip-q]
 [--spectral-method dense|sklearn] [--jobs 2] [--plain-loop]``, or
-``python benchmarks/bench_kss.py --large 20000 100000 [--skip-sklearn-above 20000]``
+``python benchmarks/bench_kss.py --large 20000 100000 [--skip-sklearn-above 20000]``;
+without ``--large`` (``make bench``) the panel (with ``--plain-loop``, on by default) is followed by
+``--large 20000``; ``--quick`` is 4 trials, no loop and no q study, and N = 5000.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ def _timed(fn):
 
 def run_large(sizes, n=64, K=10, d=5, noise=0.05, q=10, seed=0, skip_sklearn_above=20000):
     """One large problem per N: KSubspaces (sparse spectral start) vs SpectralClustering on the same affinity."""
+    import scipy.sparse.linalg  # noqa: F401  (imported before anything is timed)
     from sklearn.cluster import SpectralClustering
     from sklearn.metrics import adjusted_rand_score
+    from sklearn.neighbors import NearestNeighbors  # noqa: F401
 
     print(f"large K-subspaces: n={n} K={K} d={d} noise_std={noise}; sklearn SpectralClustering on the q={q} affinity")
     for N in sizes:
@@ -181,8 +185,11 @@ def main(argv=None):
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-q", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="also time the batched path over this many joblib workers")
-    p.add_argument("--plain-loop", action="store_true",
-                   help="also time KSubspaces(spectral_method='sklearn').fit problem by problem")
+    p.add_argument("--plain-loop", action="store_true", default=True,
+                   help="also time KSubspaces(spectral_method='sklearn').fit problem by problem (the default)")
+    p.add_argument("--skip-plain-loop", dest="plain_loop", action="store_false")
+    p.add_argument("--skip-large", action="store_true", help="no --large 20000 run after the panel")
+    p.add_argument("--quick", action="store_true", help="4 trials, no loop or q study, and N = 5000 for the large run")
     p.add_argument("--spectral-method", choices=_spectral.SPECTRAL_METHODS, default="auto",
                    help="clustering step of the spectral start (default auto: batched eigh + cluster_qr at these sizes)")
     p.add_argument("--large", type=int, nargs="+", metavar="N",
@@ -190,9 +197,19 @@ def main(argv=None):
     p.add_argument("--noise", type=float, default=0.05, help="noise_std of the --large problems")
     p.add_argument("--skip-sklearn-above", type=int, default=20000, help="--large: no SpectralClustering above this N")
     a = p.parse_args(argv)
+    if a.quick:
+        a.trials, a.skip_loop, a.skip_q = 4, True, True
     if a.large:
         run_large(a.large, noise=a.noise, seed=a.seed, skip_sklearn_above=a.skip_sklearn_above)
         return
+    main_panel(a)
+    if not a.skip_large:
+        print()
+        run_large([5000] if a.quick else [20000], noise=a.noise, seed=a.seed)
+
+
+def main_panel(a):
+    """The figure-4 panel: batched vs loops, and success against the oracle."""
     sb = a.spectral_method
     K, ds = a.K, list(range(1, a.d_max + 1))
     Ns = sorted({1, *range(a.n_step, 4 * K * a.d_max + 1, a.n_step)})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = {
-    "bench_kss.py": [],
+    "bench_kss.py": ["--quick"],
     "bench_sgd.py": [],
     "bench_locality.py": ["--quick"],
     "bench_sampling.py": ["--quick"],
