@@ -59,6 +59,7 @@ from ._validation import (
     check_real,
     concrete_all,
     is_torch,
+    max_abs,
 )
 
 __all__ = [
@@ -133,7 +134,7 @@ def _prepare(bases, log_weights, x, scale, sigma, noise_var):
             [torch.as_tensor(np.array(B) if isinstance(B, np.ndarray) else B, dtype=out_dtype, device=ref.device) for B in bases],
             dim=-1,
         )
-    if not np.isfinite(_finite_range(xp, U)):
+    if not np.isfinite(max_abs(U)):
         raise ValueError("bases contain NaN or inf")
     s = check_levels("scale", scale, batch_shape, like=x)
     sg = check_levels("sigma", sigma, batch_shape, like=x)
@@ -180,20 +181,6 @@ def _ldexp(xp, a, e):
     return a * xp.exp2(e.to(a.dtype))
 
 
-def _finite_range(xp, a) -> float:
-    """``max |a|`` in one pass (numpy or torch); NaN or inf when ``a`` holds any.  Inside a
-    torch.func transform (values not concrete) returns 0.0."""
-    if a.size == 0 if xp is np else a.numel() == 0:
-        return 0.0
-    if xp is np:
-        return float(max(-np.min(a), np.max(a)))
-    try:
-        lo, hi = xp.aminmax(a.detach())
-        return float(max(-lo, hi))
-    except RuntimeError:
-        return 0.0
-
-
 def _row_exponents(xp, x, s):
     """Per-row power-of-2 exponents ``e`` (shape ``x.shape[:-1] + (1,)``) for an exact rescaling, or None.
 
@@ -206,7 +193,7 @@ def _row_exponents(xp, x, s):
     ``ValueError`` for NaN or inf in ``x``.
     """
     limit = _EXP_LIMIT_FLOAT32 if xp is not np and x.dtype != xp.float64 else _EXP_LIMIT_FLOAT64
-    hi = _finite_range(xp, x)
+    hi = max_abs(x)
     if not np.isfinite(hi):
         raise ValueError("x_t contains NaN or inf")
     s_min = float(s.min()) if xp is np else _min_or_zero(s)
