@@ -268,7 +268,7 @@ CLAIMS: tuple[Claim, ...] = (
            "tests/test_locality_experiments.py::test_error_claim_every_d_of_the_quick_grid",
            "tests/test_locality_experiments.py::test_error_claim_fails_without_locality",
            "tests/test_locality_banded.py::test_localization_errors_match_dense"),
-          "log-linear decay; mean_i e_i(r) within a factor 1.5 across d for r <= 4; fails for a mean-field P_0", "locality-error",
+          "log-linear decay; mean_i e_i(r) within a factor 1.5 across d for r <= 3; fails for a mean-field P_0", "locality-error",
           lambda s: _prefixed("decades per unit r of sum_i e_i", "decades per unit r of sum_i e_i")(s) + "; "
           + "; ".join(f"{k}: {_g(v)}" for k, v in s.items() if k.startswith("mean_i"))),
     Claim(f"{_L}, section 4.1.2 / equation 4.6", "Exact propagation of the DDPM covariance; the non-localized sampler recovers Sigma",
