@@ -35,3 +35,16 @@ def test_demo_opens_as_a_notebook_with_inline_figures(demo):
     kinds = [c.cell_type for c in nb.cells]
     assert kinds.count("markdown") >= 2 and kinds.count("code") >= 2
     assert nb.cells[0].source.strip() == "%matplotlib inline"
+
+
+def test_a_demo_executed_as_a_notebook_shows_its_figure_inline(tmp_path):
+    """The jupytext route of the README: the executed notebook holds the figure as an inline PNG."""
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    demo = DEMOS[0]
+    nb = jupytext.read(demo, fmt="py:sphinx")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
