@@ -407,7 +407,7 @@ def sample_ddpm_discrete(
         c_out, c_x = -beta / np.sqrt(1.0 - ab_now), np.zeros_like(beta)
     else:  # x0: s_hat = (sqrt(ab) out - x) / (1 - ab)
         c_out, c_x = beta * np.sqrt(ab_now) / (1.0 - ab_now), -beta / (1.0 - ab_now)
-    sqrt_alpha = np.sqrt(alpha)
+    inv_sqrt_alpha = 1.0 / np.sqrt(alpha)
     noise_std = np.sqrt(var)
     for j in range(k_used.size - 1, -1, -1):
         k = int(k_used[j])
@@ -417,7 +417,7 @@ def sample_ddpm_discrete(
         x_new = x + float(c_out[j]) * out
         if c_x[j] != 0.0:
             x_new = x_new + float(c_x[j]) * x
-        x = x_new / float(sqrt_alpha[j])
+        x = x_new * float(inv_sqrt_alpha[j])
         if noise_std[j] > 0:
             x = x + float(noise_std[j]) * noise.like(x)
     return x
