@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 
 def attach(package: str, exports: Mapping[str, str], submodules: Iterable[str]) -> tuple[Callable, Callable, list[str]]:

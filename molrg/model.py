@@ -7,8 +7,9 @@ Rows of the data matrix are samples: ``X.shape == (N, n)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ class MoLRG:
         orthogonal: bool = True,
         noise_std: float = 0.0,
         random_state: Any = None,
-    ) -> "MoLRG":
+    ) -> MoLRG:
         """A random MoLRG in ``R^n`` with component dimensions ``dims``.
 
         ``orthogonal=True``: the bases are disjoint column blocks of one

@@ -46,7 +46,8 @@ given (the same bits as without the rescaling).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
