@@ -70,7 +70,7 @@ import numpy as np
 import pandas as pd
 
 from .fingerprint import code_fingerprint
-from .results import atomic_write
+from .results import _FILE_MODE, atomic_write
 
 try:
     import fcntl
@@ -284,6 +284,7 @@ def _save_chunk(path: Path, chunk, rows: list[dict]) -> None:
     payload = json.dumps({"tasks": _chunk_tasks_record(chunk), "rows": rows, "checksum": _digest(rows)})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, "w") as fh:
             fh.write(payload)
             fh.flush()

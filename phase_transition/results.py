@@ -32,6 +32,14 @@ import pandas as pd
 
 __all__ = ["save_results", "load_results", "atomic_write", "tables_equivalent", "TIMING_KEYS", "RTOL"]
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
 #: Floats of a recomputed table within this relative tolerance of the saved ones count as unchanged.
 RTOL = 1e-9
 
@@ -53,6 +61,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> bool:
         pass
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.", suffix=".part")
     try:
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; results are ordinary files (0666 minus umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -350,3 +350,14 @@ def test_last_bit_differences_keep_the_saved_table_and_figure(tmp_path):
     # the mechanism's limit: a real change of the values is written
     run_experiment(_perturbed(1e-6), out, quick=True)
     assert (out / "toy-sweep.csv").read_bytes() != before["toy-sweep.csv"][0]
+
+
+def test_written_files_are_ordinary_files(tmp_path):
+    import os
+    import stat
+
+    run_experiment(TOY, tmp_path / "res", quick=True, cache_dir=tmp_path / "cache")
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [p for p in [*(tmp_path / "res").iterdir(), *(tmp_path / "cache").rglob("chunk-*.json")] if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask for p in files)
