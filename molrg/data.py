@@ -36,12 +36,13 @@ the paper's eq. 46, :func:`molrg.jacobian.numerical_rank`) and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._validation import check_choice, check_int, check_matrix, check_random_state, check_real
+from ._validation import check_choice, check_int, check_matrix, check_random_state
 
 __all__ = ["ImageDataset", "load_digits", "load_image_patches", "energy_curve", "intrinsic_dimension",
            "clustering_accuracy", "SCALINGS"]
@@ -91,7 +92,7 @@ class ImageDataset:
         X = self.X if X is None else np.asarray(X)
         return X.reshape(X.shape[:-1] + tuple(self.image_shape))
 
-    def subset(self, classes: Sequence[int]) -> "ImageDataset":
+    def subset(self, classes: Sequence[int]) -> ImageDataset:
         """The images whose label is in ``classes`` (in their original order)."""
         classes = [int(c) for c in np.atleast_1d(classes)]
         unknown = sorted(set(classes) - set(self.classes.tolist()))

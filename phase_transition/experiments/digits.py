@@ -73,8 +73,9 @@ the times):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -465,9 +466,9 @@ def _subset_dimension(subset: str, center: bool = False) -> int:
 
 def run_generalization(tasks: Sequence[Task]) -> list[dict]:
     """GL of MLPs trained on N images of a subset; every network of the chunk trains in one ensemble."""
-    from molrg.data import load_digits
     import torch
 
+    from molrg.data import load_digits
     from molrg.generalization import generalization_score
     from molrg.sampling import sample_heun
 
