@@ -1,17 +1,22 @@
-"""Benchmark: training and sampling time of the localized CIR score per radius r (SPEC B5).
+"""Benchmark: the localized CIR scores trained one by one and as one batched model (SPEC B5).
 
-Times ``LocalizedDiffusion.fit`` (DSM, Adam) and ``sample`` (DDPM ancestral) for
-several radii on exact CIR series, with one torch thread.  The cost per Adam step
-is ``batch * length`` rows through the shared MLP; the radius only widens the
-first layer (``2r + 1`` inputs), so the time should hardly grow with r.
+Measures, in one run and in CPU seconds (``time.process_time``, robust to other
+processes' load; one torch thread):
+
+* training cost per network and Adam step for ``B`` networks of the radii
+  ``--radii`` trained one after the other (``B = 1`` calls) and as one batched
+  model of ``B`` networks, with the first layer ``"grouped"`` by radius or
+  ``"padded"`` to the largest window, and Adam ``fused`` / ``foreach`` /
+  ``single`` (:func:`molrg.nn.batched_adam`);
+* sampling cost per network and sampler step, one by one and batched.
+
+The ratios (one by one / batched) are what to read; absolute times depend on the
+machine's load.
 
 Usage::
 
-    python benchmarks/bench_cir.py            # quick configuration (a few seconds per r)
-    python benchmarks/bench_cir.py --full     # SPEC configuration (about 80 s per r on an idle core)
-
-Prints one line per radius and writes nothing.  Timings on a shared machine are
-inflated by the other processes: compare radii within one run only.
+    python benchmarks/bench_cir.py                 # the cir-radius configuration, 30 steps per case
+    python benchmarks/bench_cir.py --steps 100 --width 128 --batch-size 128
 """
 
 from __future__ import annotations
@@ -19,42 +24,61 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
-from locality.cir import autocorrelation, cir_wasserstein, simulate_cir
-from locality.cir_score import LocalizedDiffusion
+from locality.cir import simulate_cir
+from locality.cir_score import train_local_scores
 
-QUICK = dict(n_train=300, hidden=(64, 64), n_iter=500, batch_size=64, lr=3e-3, lr_schedule="cosine", n_gen=200, steps=100)
-FULL = dict(n_train=1000, hidden=(128, 128), n_iter=3000, batch_size=128, lr=1e-3, lr_schedule="constant", n_gen=500, steps=1000)
+
+def _cpu(fn):
+    t0 = time.process_time()
+    out = fn()
+    return time.process_time() - t0, out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="the SPEC B5 configuration instead of the quick one")
-    parser.add_argument("--radii", type=int, nargs="+", default=[0, 1, 3, 8, 16])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--radii", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16])
+    parser.add_argument("--steps", type=int, default=30, help="Adam steps per measured case")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--n-generate", type=int, default=500)
+    parser.add_argument("--sampler-steps", type=int, default=10)
+    parser.add_argument("--network-batch", type=int, nargs="+", default=[3, 6])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = FULL if args.full else QUICK
-    rng = np.random.default_rng(args.seed)
-    X = simulate_cir(cfg["n_train"], 64, random_state=rng)
-    print(f"{'full' if args.full else 'quick'} configuration: {cfg}")
-    print(f"training data: W1 {cir_wasserstein(X):.4f}, lag-1 autocorrelation {autocorrelation(X, 1)[1]:.3f}")
-    print(f"{'r':>3} {'fit_s':>8} {'ms/step':>8} {'sample_s':>9} {'W1':>7} {'lag1':>6}")
-    for r in args.radii:
-        model = LocalizedDiffusion(
-            r, hidden=cfg["hidden"], n_iter=cfg["n_iter"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-            lr_schedule=cfg["lr_schedule"], random_state=rng,
-        ).fit(X)
-        t0 = time.perf_counter()
-        Y = model.sample(cfg["n_gen"], n_steps=cfg["steps"], random_state=rng)
-        sample_s = time.perf_counter() - t0
-        print(
-            f"{r:>3} {model.fit_time_s_:>8.1f} {1e3 * model.fit_time_s_ / cfg['n_iter']:>8.2f} {sample_s:>9.1f} "
-            f"{cir_wasserstein(Y):>7.4f} {autocorrelation(Y, 1)[1]:>6.3f}",
-            flush=True,
-        )
+    radii = args.radii
+    B = len(radii)
+    data = [simulate_cir(1000, 64, random_state=i) for i in range(B)]
+    kw = dict(width=args.width, depth=2, steps=args.steps, batch_size=args.batch_size)
+    seeds = list(range(B))
+    train_local_scores(data[:1], radii[:1], **dict(kw, steps=3), random_state=[0])  # warm-up
+    per = lambda s, n: 1e3 * s / (n * args.steps)  # noqa: E731  ms per network-step
+
+    print(f"{B} networks, radii {radii}, width {args.width}, {args.batch_size} series of 64 per step; CPU ms "
+          "per network and step (one torch thread)")
+    loop, _ = _cpu(lambda: [train_local_scores(data[b], radii[b], **kw, random_state=[b]) for b in range(B)])
+    print(f"  one by one (B = 1 calls)              {per(loop, B):7.2f}")
+    for nb in args.network_batch:
+        t, _ = _cpu(lambda: [train_local_scores(data[a:a + nb], radii[a:a + nb], **kw, random_state=seeds[a:a + nb])
+                             for a in range(0, B, nb)])
+        print(f"  batched, {nb} networks per model        {per(t, B):7.2f}   (one by one / batched: {loop / t:.2f})")
+    for layer in ("grouped", "padded"):
+        for opt in ("fused", "foreach", "single"):
+            t, fit = _cpu(lambda: train_local_scores(data, radii, **kw, first_layer=layer, optimizer=opt,
+                                                     random_state=seeds))
+            print(f"  batched, all {B}, {layer:7s}, Adam {opt:7s} {per(t, B):7.2f}   (one by one / batched: {loop / t:.2f})")
+
+    S = args.sampler_steps
+    fits = [train_local_scores(data[b], radii[b], **dict(kw, steps=1), random_state=[b]) for b in range(B)]
+    t1, _ = _cpu(lambda: [f.sample(args.n_generate, steps=S, random_state=[b]) for b, f in enumerate(fits)])
+    print(f"sampling {args.n_generate} series, CPU ms per network and sampler step:")
+    print(f"  one by one                            {1e3 * t1 / (B * S):7.2f}")
+    for nb in args.network_batch + [B]:
+        many = [train_local_scores(data[a:a + nb], radii[a:a + nb], **dict(kw, steps=1), random_state=seeds[a:a + nb])
+                for a in range(0, B, nb)]
+        t, _ = _cpu(lambda: [f.sample(args.n_generate, steps=S, random_state=seeds[:len(f.radii)]) for f in many])
+        print(f"  batched, {nb:2d} networks per model       {1e3 * t / (B * S):7.2f}   (ratio {t1 / t:.2f})")
 
 
 if __name__ == "__main__":

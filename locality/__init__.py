@@ -71,6 +71,8 @@ _EXPORTS = {
     "FellerWarning": "cir",
     "LocalizedDiffusion": "cir_score",  # torch
     "LocalScoreMLP": "cir_score",  # torch
+    "LocalScoreFit": "cir_score",  # torch
+    "train_local_scores": "cir_score",  # torch
     "ddpm_sample": "cir_score",  # torch
     "sampler_steps": "cir_score",  # torch
 }

@@ -8,37 +8,61 @@ reflect-padded (``x_{-j} = x_j``, ``x_{L-1+j} = x_{L-1-j}``, the paper's "reflec
 around ``X_0``"), so every position has a full window.  ``r = 0`` sees only its own
 coordinate: the generated series then have independent coordinates.
 
+Many networks as one
+--------------------
+A sweep trains one network per radius, trial and training set.  Here ``B``
+networks are ONE module (:class:`LocalScoreMLP` with a sequence of radii): every
+weight has a leading network axis, each layer is one batched product for all
+networks, and one Adam step (:func:`molrg.nn.batched_adam`, fused on CPU)
+updates all of them.  Nothing couples them: the loss is the sum of the
+per-network losses, Adam is elementwise, and network ``b`` is initialized from,
+and draws its mini-batches, diffusion steps and noise from, its own
+:class:`torch.Generator` (:class:`molrg.nn.NetworkStreams`).  A network's
+weights, losses and samples are therefore the same whichever networks share its
+batch (tested bitwise).
+
 Implementation choices (SPEC B5 measured with these):
 
 * The network predicts the noise ``eps`` (Ho et al. 2020); the score of the noised
   law at DDPM step ``k`` is ``-eps_hat / sqrt(1 - alpha_bar_k)``
   (:meth:`LocalScoreMLP.score`).
-* All positions of a batch go through the network in one tensor operation:
-  ``F.pad(..., mode="reflect")`` then ``unfold`` gives the ``(batch, L, 2r+1)``
-  windows, concatenated with a sinusoidal embedding of the diffusion time
-  ``t = (k+1)/T``, and the MLP acts on the last axis.
-* Training (:class:`LocalizedDiffusion`) minimizes the DSM loss
+* First layer.  The input of the paper's MLP is the window and an embedding of
+  the diffusion time ``t = (k+1)/T`` (``t``, ``sin(pi 2^j t)``, ``cos(pi 2^j t)``,
+  ``j < n_freqs``).  Its first layer is split exactly into a window part and a
+  time part, ``W [w; e] = W_w w + W_e e``: the time part is the same for every
+  position of a series, so it is computed once per series instead of once per
+  position.  Windows come from ``F.pad(..., mode="reflect")`` and ``unfold``.
+  Networks of different radii have different window widths; ``first_layer``
+  chooses how they are batched: ``"grouped"`` (default) runs one batched product
+  per distinct radius, each with its exact width; ``"padded"`` zero-pads every
+  window to the largest width and masks the first-layer weights (equivalent to
+  the narrower layer, one product for all).  ``"grouped"`` is the default: it is
+  not slower (``benchmarks/bench_cir.py``), and a network's arithmetic does not
+  depend on the largest radius of its batch.  The hidden layers are batched
+  products (:func:`torch.baddbmm`) as in :class:`molrg.nn.BatchedMLP`.
+* Training (:func:`train_local_scores`) minimizes the DSM loss
   ``E |eps_hat(sqrt(ab_k) x_0 + sqrt(1-ab_k) eps, k) - eps|^2`` over all positions,
   with ``k`` uniform on the DDPM steps of :class:`locality.DDPMSchedule`, one
   diffusion time and one noise draw per series (the paper checked that drawing
   the noise per window instead changes nothing).
-* The data are standardized before training, ``z = (x - mean_) / scale_`` with
-  ONE scalar mean and scale pooled over all values (the CIR marginal has mean
-  ``b = 1``, not 0, and the forward process contracts towards 0; one scalar
-  keeps the shift-invariance of the shared network), and the generated series
-  are mapped back, ``x = mean_ + scale_ z``.
-* Generation (:func:`ddpm_sample`) is the DDPM ancestral sampler, batched over
-  series, optionally on a strided subset of the steps (fewer network calls).
+* The data are standardized per network before training, ``z = (x - mean) / scale``
+  with ONE scalar mean and scale pooled over all values of its training set (the
+  CIR marginal has mean ``b = 1``, not 0, and the forward process contracts
+  towards 0; one scalar keeps the shift-invariance of the shared network), and
+  the generated series are mapped back, ``x = mean + scale z``.
+* Generation (:func:`ddpm_sample`, :meth:`LocalScoreFit.sample`) is the DDPM
+  ancestral sampler, batched over networks and series, optionally on a strided
+  subset of the steps (fewer network calls).
 
 Everything is float32 on a ``device`` argument (CPU by default) and seeded through
-``random_state`` (numpy) turned into a ``torch.Generator``: the same seed gives the
-same network, losses and samples on the CPU.
+``random_state``: the same seed gives the same networks, losses and samples.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -47,11 +71,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from molrg.utils import check_choice, check_int, check_matrix, check_random_state, check_real, torch_generator
+from molrg._validation import check_choice, check_int, check_matrix, check_real, deprecated_alias, torch_generator
+from molrg.nn import NetworkStreams, batched_adam, network_generators
 
 from .schedule import DDPMSchedule
 
-__all__ = ["LocalScoreMLP", "LocalizedDiffusion", "ddpm_sample", "sampler_steps"]
+__all__ = [
+    "LocalScoreMLP",
+    "LocalScoreFit",
+    "LocalizedDiffusion",
+    "train_local_scores",
+    "ddpm_sample",
+    "sampler_steps",
+]
+
+_BLOCK = 64  # steps of training draws per generator call (part of the streams' definition)
 
 
 def _check_radius(radius: Any) -> int:
@@ -67,98 +101,236 @@ def _check_length(length: Any, radius: int, name: str = "length") -> int:
     return length
 
 
+def _reflect_windows(x, r: int):
+    """``(..., L) -> (..., L, 2r+1)`` reflect-padded windows (a strided view of one padded copy)."""
+    if r == 0:
+        return x[..., None]
+    lead, L = x.shape[:-1], x.shape[-1]
+    xp = F.pad(x.reshape(-1, 1, L), (r, r), mode="reflect").reshape(*lead, L + 2 * r)
+    return xp.unfold(-1, 2 * r + 1, 1)
+
+
 # --------------------------------------------------------------------------- the network
 class LocalScoreMLP(nn.Module):
-    """Shared per-position MLP: window of radius ``r`` + diffusion time -> ``eps`` at the centre.
+    """Shared per-position MLPs (one or ``B`` stacked): window of radius ``r`` + time -> ``eps``.
 
     Parameters
     ----------
-    radius : int
-        Localization radius ``r >= 0``; the window has ``2r + 1`` values.
-    hidden : sequence of int
-        Widths of the hidden layers (SiLU activations), default ``(128, 128)``.
+    radius : int or sequence of int
+        Localization radius ``r >= 0`` (the window has ``2r + 1`` values), or one
+        radius per network for ``B = len(radius)`` networks batched as one.
+    width, depth : int
+        Hidden width and number of hidden layers (SiLU), default 128 and 2 (SPEC B5).
     n_freqs : int
         The diffusion time ``t = (k + 1)/T`` enters as ``t`` and
         ``sin(pi 2^j t), cos(pi 2^j t)`` for ``j < n_freqs`` (``2 n_freqs + 1`` features).
     T : int
         Number of DDPM steps (to turn the step index ``k`` into ``t``).
+    first_layer : {"grouped", "padded"}
+        How networks of different radii share the first layer (module docstring).
+    random_state : None, int, Generator, torch.Generator, or a sequence of one per network
+        Initialization (uniform ``+-1/sqrt(fan_in)`` as :class:`torch.nn.Linear`,
+        fan-in ``2r + 1 + 2 n_freqs + 1`` for the first layer), per network.
     device, dtype :
         Where the parameters live (default CPU, float32).
-    generator : torch.Generator, optional
-        Seeds the initialization (uniform ``+-1/sqrt(fan_in)``, PyTorch's
-        ``Linear`` default law) without touching the global torch seed.
 
     Notes
     -----
-    ``forward(x, k)`` takes ``x`` of shape ``(batch, L)`` (``L >= 2r + 1``) and
-    integer steps ``k`` of shape ``(batch,)`` and returns ``(batch, L)``.
+    With an int ``radius``, ``forward(x, k)`` takes ``x`` of shape ``(S, L)``
+    (``L >= 2r + 1``) and integer steps ``k`` of shape ``(S,)`` (or one int) and
+    returns ``(S, L)``; with a sequence, ``x`` is ``(B, S, L)``, ``k`` is ``(B, S)``
+    (or one int) and the result ``(B, S, L)``: network ``b`` acts on ``x[b]``.
+
+    Examples
+    --------
+    >>> net = LocalScoreMLP([0, 2], width=8, depth=1, random_state=[1, 2])
+    >>> net(torch.zeros(2, 3, 10), torch.tensor([[0, 5, 9]] * 2)).shape
+    torch.Size([2, 3, 10])
     """
 
-    def __init__(self, radius, hidden=(128, 128), *, n_freqs=6, T=1000, device=None, dtype=None, generator=None):
+    def __init__(
+        self,
+        radius,
+        *,
+        width: int = 128,
+        depth: int = 2,
+        n_freqs: int = 6,
+        T: int = 1000,
+        first_layer: str = "grouped",
+        random_state: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ):
         super().__init__()
-        self.radius = _check_radius(radius)
-        hidden = tuple(check_int(f"hidden[{j}]", h, low=1) for j, h in enumerate(hidden))
-        if not hidden:
-            raise ValueError("hidden must name at least one layer width")
+        self.single = np.ndim(radius) == 0
+        radii = [radius] if self.single else list(radius)
+        if not radii:
+            raise ValueError("radius must name at least one network")
+        self.radii = tuple(check_int("radius" if self.single else f"radius[{b}]", r, low=0) for b, r in enumerate(radii))
+        self.n_models = B = len(self.radii)
+        self.width = check_int("width", width, low=1)
+        self.depth = check_int("depth", depth, low=1)
         self.n_freqs = check_int("n_freqs", n_freqs, low=0)
         self.T = check_int("T", T, low=1)
+        self.first_layer = check_choice("first_layer", first_layer, ("grouped", "padded"))
+        device = torch.device("cpu") if device is None else torch.device(device)
         dtype = dtype or torch.float32
-        widths = (2 * self.radius + 1 + 2 * self.n_freqs + 1,) + hidden + (1,)
-        self.layers = nn.ModuleList(
-            nn.Linear(w_in, w_out, device=device, dtype=dtype) for w_in, w_out in zip(widths[:-1], widths[1:])
-        )
+        E, H = 2 * self.n_freqs + 1, self.width
+        gens = network_generators(random_state, B, device=device)
+
+        # first layer, per network: window weights (2r+1, H), time weights (E, H), bias (1, H),
+        # drawn in this order from the network's own generator with nn.Linear's law
+        def uniform(shape, bound, g):
+            return (torch.rand(shape, generator=g, device=device, dtype=dtype) * 2 - 1) * bound
+
+        win, tim, bia = [], [], []
+        for r, g in zip(self.radii, gens):
+            bound = 1.0 / math.sqrt(2 * r + 1 + E)
+            win.append(uniform((2 * r + 1, H), bound, g))
+            tim.append(uniform((E, H), bound, g))
+            bia.append(uniform((1, H), bound, g))
+        self.time_weight = nn.Parameter(torch.stack(tim))  # (B, E, H)
+        self.bias = nn.Parameter(torch.stack(bia))  # (B, 1, H)
+        order = sorted(range(B), key=lambda b: self.radii[b])  # stable: networks grouped by radius
+        self._perm = None if order == list(range(B)) else torch.tensor(order, device=device)
+        self._inv = None if self._perm is None else torch.argsort(self._perm)
+        self.window_weights = nn.ParameterList()
+        if self.first_layer == "grouped":
+            self._groups = []  # (radius, start, stop) in the sorted order
+            start = 0
+            for r in sorted(set(self.radii)):
+                members = [b for b in order if self.radii[b] == r]
+                self.window_weights.append(nn.Parameter(torch.stack([win[b] for b in members])))
+                self._groups.append((r, start, start + len(members)))
+                start += len(members)
+        else:
+            r_max = max(self.radii)
+            padded = torch.zeros(B, 2 * r_max + 1, H, device=device, dtype=dtype)
+            mask = torch.zeros(B, 2 * r_max + 1, 1, device=device, dtype=dtype)
+            for b, r in enumerate(self.radii):
+                padded[b, r_max - r : r_max + r + 1] = win[b]
+                mask[b, r_max - r : r_max + r + 1] = 1.0
+            self.window_weights.append(nn.Parameter(padded))
+            self.register_buffer("window_mask", mask)
+        # hidden layers H -> H (SiLU) and the output layer H -> 1, per network in this order.
+        # The output layer is a bmm with a second, constant zero column: torch's bmm with
+        # ONE output column rounds differently for B = 1 than for B > 1, which would tie a
+        # network's result to its batch (two columns: bitwise the same for every B, and
+        # faster than a product-and-sum; measured in benchmarks/bench_cir.py's notes).
+        self.hidden_weights, self.hidden_biases = nn.ParameterList(), nn.ParameterList()
+        bound = 1.0 / math.sqrt(H)
+        for _ in range(self.depth - 1):
+            Ws, bs = zip(*[(uniform((H, H), bound, g), uniform((1, H), bound, g)) for g in gens])
+            self.hidden_weights.append(nn.Parameter(torch.stack(Ws)))
+            self.hidden_biases.append(nn.Parameter(torch.stack(bs)))
+        Ws, bs = zip(*[(uniform((H, 1), bound, g), uniform((1, 1), bound, g)) for g in gens])
+        self.out_weight = nn.Parameter(torch.stack(Ws))  # (B, H, 1)
+        self.out_bias = nn.Parameter(torch.stack(bs))  # (B, 1, 1)
+        self.register_buffer("_zero_column", torch.zeros(B, H, 1, device=device, dtype=dtype))
         self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(self.n_freqs, device=device, dtype=dtype))
-        self.reset_parameters(generator)
 
-    @torch.no_grad()
-    def reset_parameters(self, generator=None):
-        for layer in self.layers:
-            bound = 1.0 / math.sqrt(layer.in_features)
-            for p in (layer.weight, layer.bias):
-                p.uniform_(-bound, bound, generator=generator)
+    @property
+    def radius(self) -> int:
+        """The radius of a single network (``ValueError`` for a batch: see ``radii``)."""
+        if not self.single:
+            raise ValueError(f"this LocalScoreMLP holds {self.n_models} networks: use .radii")
+        return self.radii[0]
 
-    def windows(self, x):
-        """The ``(batch, L, 2r+1)`` reflect-padded windows of ``x`` (one ``unfold``)."""
-        r = self.radius
+    def windows(self, x, radius: int | None = None):
+        """The ``(..., L, 2r+1)`` reflect-padded windows of ``x`` (``(..., L)``) for radius ``r``."""
+        r = self.radius if radius is None else _check_radius(radius)
         if x.shape[-1] < 2 * r + 1:
             raise ValueError(f"series length must be >= 2 * radius + 1 = {2 * r + 1}, got {x.shape[-1]}")
-        if r == 0:
-            return x[..., None]
-        xp = F.pad(x[:, None, :], (r, r), mode="reflect")[:, 0, :]
-        return xp.unfold(-1, 2 * r + 1, 1)
+        return _reflect_windows(x, r)
 
     def time_features(self, k):
-        """Embedding ``(batch, 2 n_freqs + 1)`` of the steps ``k`` (``t = (k+1)/T``)."""
+        """Embedding ``(..., 2 n_freqs + 1)`` of the steps ``k`` (``t = (k+1)/T``)."""
         t = (k.to(self.freqs.dtype) + 1.0) / self.T
-        ft = t[:, None] * self.freqs
-        return torch.cat([t[:, None], torch.sin(ft), torch.cos(ft)], dim=-1)
+        ft = t[..., None] * self.freqs
+        return torch.cat([t[..., None], torch.sin(ft), torch.cos(ft)], dim=-1)
 
     def forward(self, x, k):
-        B, L = x.shape
-        w = self.windows(x)  # (B, L, 2r+1)
-        emb = self.time_features(k)[:, None, :].expand(B, L, -1)
-        h = torch.cat([w, emb], dim=-1)
-        for layer in self.layers[:-1]:
-            h = F.silu(layer(h))
-        return self.layers[-1](h)[..., 0]
+        if self.single:
+            return self._forward(x[None], k if isinstance(k, int) else k[None])[0]
+        return self._forward(x, k)
+
+    def _forward(self, x, k):
+        """Batched kernel: ``x`` ``(B, S, L)``, ``k`` ``(B, S)`` or an int -> ``(B, S, L)``."""
+        B, S, L = x.shape
+        if L < 2 * max(self.radii) + 1:
+            raise ValueError(f"series length must be >= 2 * radius + 1 = {2 * max(self.radii) + 1}, got {L}")
+        if isinstance(k, (int, float)):  # one (possibly fractional) step for every series
+            k = torch.full((B, 1), float(k), device=x.device, dtype=x.dtype)
+        temb = torch.baddbmm(self.bias, self.time_features(k), self.time_weight)  # (B, S or 1, H)
+        if self.first_layer == "grouped":
+            xs = x if self._perm is None else x[self._perm]
+            parts = []
+            for (r, a, b), W in zip(self._groups, self.window_weights):
+                w = _reflect_windows(xs[a:b], r).reshape(b - a, S * L, 2 * r + 1)
+                parts.append(torch.bmm(w, W))
+            hw = parts[0] if len(parts) == 1 else torch.cat(parts)
+            if self._inv is not None:
+                hw = hw[self._inv]
+        else:
+            r = max(self.radii)
+            w = _reflect_windows(x, r).reshape(B, S * L, 2 * r + 1)
+            hw = torch.bmm(w, self.window_weights[0] * self.window_mask)
+        h = F.silu(hw.view(B, S, L, self.width) + temb[:, :, None, :]).view(B, S * L, self.width)
+        for W, bb in zip(self.hidden_weights, self.hidden_biases):
+            h = F.silu(torch.baddbmm(bb, h, W))
+        out = torch.baddbmm(self.out_bias, h, torch.cat([self.out_weight, self._zero_column], dim=2))
+        return out[..., 0].view(B, S, L)
 
     def score(self, x, k, alpha_bars):
         """Score of the noised (standardized) law: ``-eps_hat / sqrt(1 - alpha_bar_k)``."""
-        return -self(x, k) / torch.sqrt(1.0 - alpha_bars[k])[:, None]
+        return -self(x, k) / torch.sqrt(1.0 - alpha_bars[k])[..., None]
 
 
 # --------------------------------------------------------------------------- the sampler
-def sampler_steps(T: int, n_steps: int | None = None) -> np.ndarray:
+def sampler_steps(T: int, steps: int | None = None, *, n_steps: int | None = None) -> np.ndarray:
     """Increasing DDPM step indices used by the (strided) sampler.
 
-    ``n_steps=None`` or ``T``: all steps ``0 .. T-1``; otherwise ``n_steps`` indices
-    evenly spaced from 0 to ``T - 1`` (rounded, ``1 <= n_steps <= T``).
+    ``steps=None`` or ``T``: all steps ``0 .. T-1``; otherwise ``steps`` indices
+    evenly spaced from 0 to ``T - 1`` (rounded, ``1 <= steps <= T``).  ``n_steps``
+    is the deprecated name of ``steps``.
     """
+    steps = deprecated_alias("n_steps", "steps", n_steps, steps, None)
     T = check_int("T", T, low=1)
-    if n_steps is None:
+    if steps is None:
         return np.arange(T)
-    n_steps = check_int("n_steps", n_steps, low=1, high=T)
-    return np.unique(np.round(np.linspace(0, T - 1, n_steps)).astype(np.int64))
+    steps = check_int("steps", steps, low=1, high=T)
+    return np.unique(np.round(np.linspace(0, T - 1, steps)).astype(np.int64))
+
+
+def _ddpm_coefficients(schedule: DDPMSchedule, steps, variance: str):
+    """Per sampler step (increasing order): ``(step index, c_eps, 1/sqrt(alpha), noise std)``."""
+    idx = sampler_steps(schedule.T, steps)
+    ab = np.array(schedule.alpha_bars, dtype=np.float64)
+    prev = np.concatenate([[-1], idx[:-1]])
+    ab_prev = np.where(prev >= 0, ab[np.maximum(prev, 0)], 1.0)
+    ab_now = ab[idx]
+    alpha = ab_now / ab_prev
+    beta = 1.0 - alpha
+    var = beta.copy() if variance == "beta" else beta * (1.0 - ab_prev) / (1.0 - ab_now)
+    var[0] = 0.0  # no noise on the final step (Ho et al. 2020, Algorithm 2)
+    return idx, beta / np.sqrt(1.0 - ab_now), 1.0 / np.sqrt(alpha), np.sqrt(var)
+
+
+def _ddpm_chain(eps_model: Callable, x, schedule: DDPMSchedule, steps, variance: str, noise: Callable,
+                extra_args: dict | None = None):
+    """The ancestral chain from ``x`` (noise at the last step); ``noise()`` draws ``z`` like ``x``.
+
+    Private kernel of :func:`ddpm_sample` and :meth:`LocalScoreFit.sample` (clean input).
+    """
+    idx, c_eps, inv_sqrt_alpha, noise_std = _ddpm_coefficients(schedule, steps, variance)
+    extra_args = extra_args or {}
+    with torch.no_grad():
+        for j in range(len(idx) - 1, -1, -1):
+            eps = eps_model(x, int(idx[j]), **extra_args)
+            x = (x - float(c_eps[j]) * eps) * float(inv_sqrt_alpha[j])
+            if noise_std[j] > 0:
+                x = x + float(noise_std[j]) * noise()
+    return x
 
 
 def ddpm_sample(
@@ -167,14 +339,16 @@ def ddpm_sample(
     length: int,
     schedule: DDPMSchedule | None = None,
     *,
-    n_steps: int | None = None,
+    steps: int | None = None,
     variance: str = "beta",
     batch_size: int | None = None,
     device: Any = "cpu",
     dtype: Any = None,
+    extra_args: dict | None = None,
     random_state: Any = None,
+    n_steps: int | None = None,
 ):
-    """DDPM ancestral sampling with any noise predictor ``eps_model(x, k)``.
+    """DDPM ancestral sampling with any noise predictor ``eps_model(x, k, **extra_args)``.
 
     From ``x ~ N(0, I)`` at the last step, each step ``k -> k'`` (``k' < k`` the
     previous step used, ``ab_{-1} = 1``) is
@@ -183,10 +357,10 @@ def ddpm_sample(
     ``alpha = ab_k / ab_{k'}``, ``beta = 1 - alpha``,
 
     i.e. ``(x + beta * score) / sqrt(alpha) + s z`` as in SPEC B4.  With all steps
-    (``n_steps=None``) this is Ho et al. (2020), Algorithm 2; with ``n_steps < T``
+    (``steps=None``) this is Ho et al. (2020), Algorithm 2; with ``steps < T``
     the steps are a strided subset (:func:`sampler_steps`) and ``alpha, beta`` are
     those of the merged step (the same Markov chain on the sub-grid, as in
-    DDIM's ``eta = 1`` sampler), ``n_steps`` network calls instead of ``T``.
+    DDIM's ``eta = 1`` sampler), ``steps`` network calls instead of ``T``.
     The noise ``s^2`` is ``beta`` (``variance="beta"``) or the posterior variance
     ``beta (1 - ab_{k'}) / (1 - ab_k)`` (``"posterior"``); the last step adds none.
     Striding is a discretization: with the exact denoiser of ``N(0, 0.25)`` data the
@@ -197,113 +371,321 @@ def ddpm_sample(
     Parameters
     ----------
     eps_model : callable
-        ``eps_model(x, k)`` with ``x`` ``(batch, length)`` and integer ``k`` ``(batch,)``
-        returns the noise prediction ``(batch, length)``.
+        ``eps_model(x, k, **extra_args)`` with ``x`` ``(batch, length)`` and the step
+        ``k`` (an int, the same for the whole batch) returns the noise prediction
+        ``(batch, length)``.
     n_series, length : int
     schedule : DDPMSchedule, optional
         Default ``DDPMSchedule()`` (T = 1000, beta 1e-4 .. 0.02).
-    n_steps : int, optional
-        Number of sampler steps (``None``: all ``T``).
+    steps : int, optional
+        Number of sampler steps (``None``: all ``T``); ``n_steps`` is its deprecated name.
     variance : {"beta", "posterior"}
     batch_size : int, optional
         Series per network batch (``None``: all at once).
     device, dtype :
         Default CPU, float32.
+    extra_args : dict, optional
+        Passed to every ``eps_model`` call (k-diffusion's convention).
     random_state : None, int, numpy.random.Generator or torch.Generator
 
     Returns
     -------
     torch.Tensor of shape (n_series, length)
     """
+    steps = deprecated_alias("n_steps", "steps", n_steps, steps, None)
     schedule = schedule if schedule is not None else DDPMSchedule()
     n_series = check_int("n_series", n_series, low=1)
     length = check_int("length", length, low=1)
     check_choice("variance", variance, ("beta", "posterior"))
     batch_size = n_series if batch_size is None else check_int("batch_size", batch_size, low=1)
+    if steps is not None:
+        steps = check_int("steps", steps, low=1, high=schedule.T)
     dtype = dtype or torch.float32
-    steps = sampler_steps(schedule.T, n_steps)
     gen = torch_generator(random_state, device=device)
-
-    ab = np.array(schedule.alpha_bars, dtype=np.float64)
-    prev = np.concatenate([[-1], steps[:-1]])
-    ab_prev = np.where(prev >= 0, ab[np.maximum(prev, 0)], 1.0)
-    ab_now = ab[steps]
-    alpha = ab_now / ab_prev
-    beta = 1.0 - alpha
-    if variance == "beta":
-        var = beta.copy()
-    else:
-        var = beta * (1.0 - ab_prev) / (1.0 - ab_now)
-    var[0] = 0.0  # no noise on the final step (Ho et al. 2020, Algorithm 2)
-    c_eps = beta / np.sqrt(1.0 - ab_now)
-    inv_sqrt_alpha = 1.0 / np.sqrt(alpha)
-    noise_std = np.sqrt(var)
-
     out = []
-    with torch.no_grad():
-        for start in range(0, n_series, batch_size):
-            B = min(batch_size, n_series - start)
-            x = torch.randn(B, length, generator=gen, device=device, dtype=dtype)
-            for j in range(len(steps) - 1, -1, -1):
-                k = torch.full((B,), int(steps[j]), device=device, dtype=torch.long)
-                eps = eps_model(x, k)
-                x = (x - float(c_eps[j]) * eps) * float(inv_sqrt_alpha[j])
-                if noise_std[j] > 0:
-                    x = x + float(noise_std[j]) * torch.randn(B, length, generator=gen, device=device, dtype=dtype)
-            out.append(x)
+    for start in range(0, n_series, batch_size):
+        shape = (min(batch_size, n_series - start), length)
+
+        def noise(shape=shape):
+            return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+
+        out.append(_ddpm_chain(eps_model, noise(), schedule, steps, variance, noise, extra_args))
     return torch.cat(out, dim=0)
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class LocalScoreFit:
+    """``B`` trained localized scores (the result of :func:`train_local_scores`).
+
+    Attributes
+    ----------
+    network : LocalScoreMLP
+        The ``B`` networks (in eval mode).
+    radii : tuple of int
+    mean, scale : ndarray of shape (B,)
+        Per-network standardization ``z = (x - mean) / scale``.
+    length : int
+        Length of the training series (the default length of :meth:`sample`).
+    schedule : DDPMSchedule
+    loss_history : ndarray of shape (B, steps)
+        DSM loss (per value, on standardized data) at every step, per network.
+    steps : int
+    runtime_s : float
+        Wall-clock seconds of the training loop.
+    """
+
+    network: LocalScoreMLP
+    radii: tuple
+    mean: np.ndarray
+    scale: np.ndarray
+    length: int
+    schedule: DDPMSchedule
+    loss_history: np.ndarray
+    steps: int
+    runtime_s: float
+
+    def sample(
+        self,
+        n_series: int,
+        length: int | None = None,
+        *,
+        steps: int | None = None,
+        variance: str = "beta",
+        batch_size: int = 100,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """``n_series`` series from every network: ``(B, n_series, length)`` float64, original units.
+
+        The DDPM ancestral sampler of :func:`ddpm_sample`, all networks at once.
+        ``random_state`` as in :func:`molrg.nn.network_generators` (a sequence: one
+        seed per network, so a network's samples do not depend on the others).
+        ``batch_size`` series per network run together (default 100: the
+        activations of a batch stay in cache, which measured faster than larger
+        batches); like the series batches of :func:`ddpm_sample` it is part of the
+        draws' order.
+        """
+        n_series = check_int("n_series", n_series, low=1)
+        length = self.length if length is None else _check_length(length, max(self.radii))
+        check_choice("variance", variance, ("beta", "posterior"))
+        if steps is not None:
+            steps = check_int("steps", steps, low=1, high=self.schedule.T)
+        batch_size = check_int("batch_size", batch_size, low=1)
+        B = len(self.radii)
+        device, dtype = self.network.freqs.device, self.network.freqs.dtype
+        streams = NetworkStreams(random_state, B, block=1, dtype=dtype, device=device)
+        out = []
+        for start in range(0, n_series, batch_size):
+            shape = (min(batch_size, n_series - start), length)
+            x = streams.randn(shape)
+            Z = _ddpm_chain(self.network._forward, x, self.schedule, steps, variance, lambda: streams.randn(shape))
+            out.append(Z.cpu().numpy().astype(np.float64))
+        return self.mean[:, None, None] + self.scale[:, None, None] * np.concatenate(out, axis=1)
+
+    def to_frame(self):
+        """The loss history as a tidy table: columns ``network``, ``radius``, ``step``, ``loss``."""
+        import pandas as pd
+
+        B, S = self.loss_history.shape
+        return pd.DataFrame({
+            "network": np.repeat(np.arange(B), S),
+            "radius": np.repeat(np.asarray(self.radii), S),
+            "step": np.tile(np.arange(S), B),
+            "loss": self.loss_history.ravel(),
+        })
+
+
+def _check_datasets(X: Any) -> tuple[list[np.ndarray], bool]:
+    """``X`` as a list of ``(N_b, L)`` float64 arrays of one common ``L``; True when one array was given."""
+    if isinstance(X, (list, tuple)):
+        data = [check_matrix(f"X[{b}]", x, ndim=2, dtype=np.float64) for b, x in enumerate(X)]
+        if not data:
+            raise ValueError("X must hold at least one training set")
+        single = False
+    else:
+        arr = np.asarray(X) if not hasattr(X, "ndim") else X
+        if getattr(arr, "ndim", 0) == 3:
+            data = [check_matrix(f"X[{b}]", x, ndim=2, dtype=np.float64) for b, x in enumerate(arr)]
+            single = False
+        else:
+            data, single = [check_matrix("X", X, ndim=2, dtype=np.float64)], True
+    lengths = {x.shape[1] for x in data}
+    if len(lengths) > 1:
+        raise ValueError(f"every training set must have the same series length, got {sorted(lengths)}")
+    for b, x in enumerate(data):
+        if not float(x.std()) > 0:
+            raise ValueError(f"X{'' if single else f'[{b}]'} is constant: nothing to learn")
+    return data, single
+
+
+def train_local_scores(
+    X: Any,
+    radius: Any,
+    *,
+    width: int = 128,
+    depth: int = 2,
+    steps: int = 3000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    lr_schedule: str = "constant",
+    schedule: DDPMSchedule | None = None,
+    n_freqs: int = 6,
+    first_layer: str = "grouped",
+    optimizer: str = "auto",
+    device: Any = "cpu",
+    random_state: Any = None,
+) -> LocalScoreFit:
+    """Train ``B`` localized scores by denoising score matching, as one batched model (SPEC B5).
+
+    Network ``b`` (radius ``radius[b]``) is trained on its own training set
+    ``X[b]`` for ``steps`` Adam steps; at each step it draws ``batch_size`` of its
+    series, one DDPM step ``k`` per series (uniform on ``0 .. T-1``) and one
+    ``eps ~ N(0, I)`` per series, and its loss is
+
+    ``mean_{series, positions} |eps_hat_b(sqrt(ab_k) z + sqrt(1 - ab_k) eps, k) - eps|^2``
+
+    on its standardized data ``z``.  All networks take one Adam step together on
+    the sum of their losses (no coupling: module docstring).
+
+    Parameters
+    ----------
+    X : array ``(N, L)``, a sequence of ``B`` arrays ``(N_b, L)``, or an array ``(B, N, L)``
+        Training series (float; ``L >= 2 r + 1``); the sets may differ in size.
+    radius : int or sequence of ``B`` ints
+        Localization radii (an int: the same for every network).
+    width, depth : int
+        Hidden width and number of hidden layers (default 128, 2: SPEC B5).
+    steps : int
+        Adam steps (default 3000, SPEC B5).
+    batch_size : int
+        Series per network and step (default 128); every position counts.
+    lr : float
+        Adam learning rate (default ``1e-3``, the paper's).
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"`` anneals the rate from ``lr`` to 0 over the ``steps``.
+    schedule : DDPMSchedule, optional
+        Default ``DDPMSchedule()``.
+    n_freqs : int
+        Frequencies of the time embedding (see :class:`LocalScoreMLP`).
+    first_layer : {"grouped", "padded"}
+        Batching of different radii (module docstring); changes no result beyond rounding.
+    optimizer : {"auto", "fused", "foreach", "single"}
+        Form of Adam (:func:`molrg.nn.batched_adam`; ``"auto"``: fused where available).
+    device : str or torch.device
+        Default ``"cpu"``.
+    random_state : None, int, Generator, or a sequence of ``B`` of them
+        One stream per network (a sequence: network ``b`` uses entry ``b`` only, so
+        its result does not depend on the other networks): initialization, then
+        mini-batches, steps and noise.
+
+    Returns
+    -------
+    LocalScoreFit
+
+    Examples
+    --------
+    >>> from locality.cir import simulate_cir
+    >>> X = [simulate_cir(40, 16, random_state=s) for s in (0, 1)]
+    >>> fit = train_local_scores(X, [0, 2], width=8, depth=1, steps=3, batch_size=4, random_state=[5, 6])
+    >>> fit.loss_history.shape, fit.sample(3, steps=5, random_state=[0, 1]).shape
+    ((2, 3), (2, 3, 16))
+    """
+    data, _ = _check_datasets(X)
+    B = len(data)
+    radii = [radius] * B if np.ndim(radius) == 0 else list(radius)
+    if len(radii) != B:
+        raise ValueError(f"radius must be an int or one radius per training set ({B}), got {len(radii)}")
+    radii = [check_int("radius" if np.ndim(radius) == 0 else f"radius[{b}]", r, low=0) for b, r in enumerate(radii)]
+    L = data[0].shape[1]
+    _check_length(L, max(radii), "X.shape[1] (the series length)")
+    steps = check_int("steps", steps, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
+    check_choice("optimizer", optimizer, ("auto", "fused", "foreach", "single"))
+    schedule = schedule if schedule is not None else DDPMSchedule()
+    device = torch.device(device)
+    gens = network_generators(random_state, B, device=device)
+
+    mean = np.array([x.mean() for x in data])
+    scale = np.array([x.std() for x in data])
+    sizes = [x.shape[0] for x in data]
+    Z = torch.zeros(B, max(sizes), L, dtype=torch.float32, device=device)
+    for b, x in enumerate(data):
+        Z[b, : sizes[b]] = torch.as_tensor((x - mean[b]) / scale[b], dtype=torch.float32)
+    sizes_t = torch.as_tensor(sizes, device=device)
+    ab = schedule.torch("alpha_bars", device=device, dtype=torch.float32)
+    net = LocalScoreMLP(radii, width=width, depth=depth, n_freqs=n_freqs, T=schedule.T,
+                        first_layer=first_layer, random_state=gens, device=device)
+    streams = NetworkStreams(gens, B, block=_BLOCK, device=device)
+    opt = batched_adam(net.parameters(), lr, method=optimizer)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine" else None
+    losses = torch.empty(steps, B, device=device)  # kept on the device: no sync per step
+    rows = torch.arange(B, device=device)[:, None]
+    t0 = time.perf_counter()
+    for it in range(steps):
+        idx = streams.randint(sizes_t, batch_size)  # (B, S)
+        k = streams.randint(schedule.T, batch_size)  # (B, S)
+        eps = streams.randn((batch_size, L))  # (B, S, L)
+        a = ab[k][..., None]
+        xk = torch.sqrt(a) * Z[rows, idx] + torch.sqrt(1.0 - a) * eps
+        loss = torch.mean((net._forward(xk, k) - eps) ** 2, dim=(1, 2))  # (B,)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses[it] = loss.detach()
+    runtime = time.perf_counter() - t0
+    net.eval()
+    return LocalScoreFit(
+        network=net, radii=tuple(radii), mean=mean, scale=scale, length=L, schedule=schedule,
+        loss_history=losses.T.cpu().numpy().astype(np.float64), steps=steps, runtime_s=runtime,
+    )
 
 
 # --------------------------------------------------------------------------- estimator
 class LocalizedDiffusion:
     """Localized diffusion model for stationary time series (SPEC B5, paper section 4.2).
 
-    Fits a :class:`LocalScoreMLP` of radius ``radius`` by denoising score matching
-    (eps prediction) on standardized data and generates new series with the DDPM
-    ancestral sampler (:func:`ddpm_sample`).
+    One network of :func:`train_local_scores` (``B = 1``): fits a
+    :class:`LocalScoreMLP` of radius ``radius`` by denoising score matching (eps
+    prediction) on standardized data, and generates new series with the DDPM
+    ancestral sampler.  For many radii or trials at once call
+    :func:`train_local_scores` directly.
 
     Parameters
     ----------
     radius : int
         Localization radius ``r >= 0``.
-    hidden : sequence of int
-        Hidden widths of the shared MLP (default ``(128, 128)``, SPEC B5).
-    n_iter : int
-        Adam steps (default 3000, SPEC B5).
-    batch_size : int
-        Series per Adam step (default 128); every position of every series counts.
-    lr : float
-        Adam learning rate (default ``1e-3``, the paper's).
-    lr_schedule : {"constant", "cosine"}
-        ``"cosine"`` anneals the rate from ``lr`` to 0 over the ``n_iter`` steps
-        (better short runs: the quick configuration uses it).
-    schedule : DDPMSchedule, optional
-        Default ``DDPMSchedule()``.
-    n_freqs : int
-        Frequencies of the time embedding (see :class:`LocalScoreMLP`).
-    device : str or torch.device
-        Default ``"cpu"``.
+    width, depth : int
+        Hidden width and layers of the shared MLP (default 128, 2: SPEC B5).
+    steps : int
+        Adam steps (default 3000, SPEC B5); ``n_iter`` is its deprecated name.
+    batch_size, lr, lr_schedule, schedule, n_freqs, device :
+        As in :func:`train_local_scores`.
     random_state : None, int or numpy.random.Generator
         Seeds the initialization and the training draws (batches, steps, noise).
 
     Attributes
     ----------
+    fit_ : LocalScoreFit
     network_ : LocalScoreMLP
     mean_, scale_ : float
         The standardization ``z = (x - mean_) / scale_`` (one scalar each, pooled).
     length_ : int
         Length of the training series (the default length of :meth:`sample`).
-    loss_history_ : ndarray of shape (n_iter,)
+    loss_history_ : ndarray of shape (steps,)
         DSM loss (per value, on standardized data) at every step.
     n_iter_ : int
-    fit_time_s_ : float
+    runtime_s_ : float
 
     Examples
     --------
     >>> from locality.cir import simulate_cir
     >>> X = simulate_cir(64, 16, random_state=0)
-    >>> model = LocalizedDiffusion(1, hidden=(16,), n_iter=5, batch_size=8, random_state=0).fit(X)
-    >>> model.sample(3, n_steps=10, random_state=0).shape
+    >>> model = LocalizedDiffusion(1, width=16, depth=1, steps=5, batch_size=8, random_state=0).fit(X)
+    >>> model.sample(3, steps=10, random_state=0).shape
     (3, 16)
     """
 
@@ -311,8 +693,9 @@ class LocalizedDiffusion:
         self,
         radius: int,
         *,
-        hidden: Sequence[int] = (128, 128),
-        n_iter: int = 3000,
+        width: int = 128,
+        depth: int = 2,
+        steps: int = 3000,
         batch_size: int = 128,
         lr: float = 1e-3,
         lr_schedule: str = "constant",
@@ -320,10 +703,12 @@ class LocalizedDiffusion:
         n_freqs: int = 6,
         device: Any = "cpu",
         random_state: Any = None,
+        n_iter: int | None = None,
     ):
         self.radius = radius
-        self.hidden = hidden
-        self.n_iter = n_iter
+        self.width = width
+        self.depth = depth
+        self.steps = deprecated_alias("n_iter", "steps", n_iter, steps, 3000)
         self.batch_size = batch_size
         self.lr = lr
         self.lr_schedule = lr_schedule
@@ -336,53 +721,32 @@ class LocalizedDiffusion:
         """Train on ``X`` of shape ``(n_series, length)`` (``length >= 2 radius + 1``); returns ``self``."""
         radius = _check_radius(self.radius)
         X = check_matrix("X", X, ndim=2, dtype=np.float64)
-        _check_length(X.shape[1], radius, "X.shape[1] (the series length)")
-        n_iter = check_int("n_iter", self.n_iter, low=1)
-        batch_size = check_int("batch_size", self.batch_size, low=1)
-        lr = check_real("lr", self.lr, low=0.0, low_open=True)
-        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        schedule = self.schedule if self.schedule is not None else DDPMSchedule()
-        scale = float(X.std())
-        if not scale > 0:
-            raise ValueError("X is constant: nothing to learn")
-        rng = check_random_state(self.random_state)
-        gen = torch_generator(rng, device=self.device)
-
-        self.mean_, self.scale_ = float(X.mean()), scale
-        self.length_ = X.shape[1]
-        self.schedule_ = schedule
-        Z = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32, device=self.device)
-        ab = schedule.torch("alpha_bars", device=self.device, dtype=torch.float32)
-        net = LocalScoreMLP(
-            radius, self.hidden, n_freqs=self.n_freqs, T=schedule.T, device=self.device, generator=gen
+        fit = train_local_scores(
+            X, radius, width=self.width, depth=self.depth, steps=self.steps, batch_size=self.batch_size,
+            lr=self.lr, lr_schedule=self.lr_schedule, schedule=self.schedule, n_freqs=self.n_freqs,
+            device=self.device, random_state=[self.random_state if self.random_state is not None else
+                                               np.random.SeedSequence()],
         )
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_iter) if self.lr_schedule == "cosine" else None
-        losses = torch.empty(n_iter, device=self.device)  # kept on the device: no sync per step
-        N, L = Z.shape
-        t0 = time.perf_counter()
-        for it in range(n_iter):
-            idx = torch.randint(N, (batch_size,), generator=gen, device=self.device)
-            k = torch.randint(schedule.T, (batch_size,), generator=gen, device=self.device)
-            eps = torch.randn(batch_size, L, generator=gen, device=self.device)
-            a = ab[k][:, None]
-            xk = torch.sqrt(a) * Z[idx] + torch.sqrt(1.0 - a) * eps
-            loss = torch.mean((net(xk, k) - eps) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            losses[it] = loss.detach()
-        self.fit_time_s_ = time.perf_counter() - t0
-        net.eval()
-        self.network_ = net
-        self.loss_history_ = losses.cpu().numpy().astype(np.float64)
-        self.n_iter_ = n_iter
+        self.fit_ = fit
+        self.network_ = fit.network
+        self.mean_, self.scale_ = float(fit.mean[0]), float(fit.scale[0])
+        self.length_ = fit.length
+        self.schedule_ = fit.schedule
+        self.loss_history_ = fit.loss_history[0]
+        self.n_iter_ = fit.steps
+        self.runtime_s_ = fit.runtime_s
         return self
 
+    @property
+    def fit_time_s_(self) -> float:
+        """Deprecated name of ``runtime_s_``."""
+        import warnings
+
+        warnings.warn("fit_time_s_ is deprecated; use runtime_s_", FutureWarning, stacklevel=2)
+        return self.runtime_s_
+
     def _check_fitted(self):
-        if not hasattr(self, "network_"):
+        if not hasattr(self, "fit_"):
             raise RuntimeError("this LocalizedDiffusion is not fitted yet: call fit(X) first")
 
     def sample(
@@ -390,28 +754,18 @@ class LocalizedDiffusion:
         n_series: int,
         length: int | None = None,
         *,
-        n_steps: int | None = None,
+        steps: int | None = None,
         variance: str = "beta",
-        batch_size: int | None = None,
         random_state: Any = None,
+        n_steps: int | None = None,
     ) -> np.ndarray:
         """Generate ``n_series`` series (float64 numpy, original units).
 
         ``length`` defaults to the training length; any ``length >= 2 radius + 1``
-        works (the network is shared by the positions).  ``n_steps``, ``variance``
-        and ``batch_size`` go to :func:`ddpm_sample`.
+        works (the network is shared by the positions).  ``steps`` (sampler steps,
+        ``n_steps`` its deprecated name) and ``variance`` as in :func:`ddpm_sample`.
         """
         self._check_fitted()
-        length = self.length_ if length is None else _check_length(length, self.network_.radius)
-        Z = ddpm_sample(
-            self.network_,
-            n_series,
-            length,
-            self.schedule_,
-            n_steps=n_steps,
-            variance=variance,
-            batch_size=batch_size,
-            device=self.device,
-            random_state=random_state,
-        )
-        return self.mean_ + self.scale_ * Z.detach().cpu().numpy().astype(np.float64)
+        steps = deprecated_alias("n_steps", "steps", n_steps, steps, None)
+        rs = random_state if random_state is not None else np.random.SeedSequence()
+        return self.fit_.sample(n_series, length, steps=steps, variance=variance, random_state=[rs])[0]

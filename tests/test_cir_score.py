@@ -1,23 +1,19 @@
-"""The localized neural score, its DSM training and the DDPM sampler (SPEC B5, paper section 4.2)."""
+"""The localized neural score, its batched DSM training and the DDPM sampler (SPEC B5, paper section 4.2)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from numpy.testing import assert_allclose
 
 from locality import DDPMSchedule
-from locality.cir import autocorrelation, cir_wasserstein, simulate_cir
-from locality.cir_score import LocalizedDiffusion, LocalScoreMLP, ddpm_sample, sampler_steps
-
-# The quick training configuration of the tests (that of the quick experiment).
-QUICK = dict(hidden=(64, 64), n_iter=500, batch_size=64, lr=3e-3, lr_schedule="cosine")
-N_TRAIN, N_GEN, SAMPLER_STEPS = 300, 200, 100
-# W1 bound of the quick runs (r = 0 and r = 3).  Measured with this configuration: 0.026
-# (r = 0) and 0.034 (r = 3) for the seeds below, 0.018 .. 0.040 over 11 other runs
-# (r = 0 .. 16, other seeds; training data 0.004 .. 0.012).  The full SPEC configuration
-# reaches about 0.01.  The bound keeps a margin of 1.5x over the worst run seen.
-W1_BOUND = 0.06
+from locality.cir import simulate_cir
+from locality.cir_score import (
+    LocalizedDiffusion,
+    LocalScoreMLP,
+    ddpm_sample,
+    sampler_steps,
+    train_local_scores,
+)
 
 
 def _reflect(x, r):
@@ -27,7 +23,7 @@ def _reflect(x, r):
 
 
 def test_windows_are_reflect_padded_unfold():
-    net = LocalScoreMLP(2, hidden=(4,), generator=torch.Generator().manual_seed(0))
+    net = LocalScoreMLP(2, width=4, depth=1, random_state=0)
     x = torch.arange(14, dtype=torch.float32).reshape(2, 7) ** 1.5
     w = net.windows(x)
     assert w.shape == (2, 7, 5)
@@ -35,14 +31,14 @@ def test_windows_are_reflect_padded_unfold():
         xp = _reflect(x[b].numpy(), 2)
         expected = np.stack([xp[i : i + 5] for i in range(7)])
         assert_allclose(w[b].numpy(), expected, rtol=0)
-    net0 = LocalScoreMLP(0, hidden=(4,))
+    net0 = LocalScoreMLP(0, width=4, depth=1)
     assert_allclose(net0.windows(x).numpy(), x.numpy()[..., None], rtol=0)
 
 
 @pytest.mark.parametrize("r", [0, 1, 3])
 def test_network_is_local_and_float32(r):
     gen = torch.Generator().manual_seed(1)
-    net = LocalScoreMLP(r, hidden=(16, 16), generator=gen)
+    net = LocalScoreMLP(r, width=16, depth=2, random_state=1)
     x = torch.randn(3, 20, generator=gen)
     k = torch.tensor([0, 500, 999])
     out = net(x, k)
@@ -59,10 +55,21 @@ def test_network_is_local_and_float32(r):
     assert not torch.allclose(net(x, k), net(x, torch.tensor([10, 20, 30])))
 
 
+def test_split_first_layer_is_the_concatenated_linear_layer():
+    """W [window; time] + b written out as one nn.Linear on the concatenated input (the paper's MLP)."""
+    net = LocalScoreMLP(2, width=8, depth=1, random_state=3)
+    x, k = torch.randn(2, 9), torch.tensor([4, 800])
+    W = torch.cat([net.window_weights[0][0], net.time_weight[0]])  # (2r+1 + E, H)
+    inp = torch.cat([net.windows(x), net.time_features(k)[:, None, :].expand(2, 9, -1)], dim=-1)
+    h = torch.nn.functional.silu(inp @ W + net.bias[0])
+    ref = (h @ net.out_weight[0])[..., 0] + net.out_bias[0, 0]
+    assert_allclose(net(x, k).detach().numpy(), ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_score_is_minus_eps_over_sigma():
     sch = DDPMSchedule()
     ab = sch.torch("alpha_bars")
-    net = LocalScoreMLP(1, hidden=(8,), generator=torch.Generator().manual_seed(2))
+    net = LocalScoreMLP(1, width=8, depth=1, random_state=2)
     x, k = torch.randn(2, 9), torch.tensor([3, 700])
     assert_allclose(
         net.score(x, k, ab).detach().numpy(),
@@ -90,28 +97,32 @@ def test_sampler_with_exact_gaussian_denoiser():
     # data N(0, s^2 I): x_k ~ N(0, v_k), v_k = ab s^2 + 1 - ab, and E[eps | x_k] = sqrt(1 - ab) x_k / v_k
     s2 = 0.25
     sch = DDPMSchedule()
-    ab = sch.torch("alpha_bars", dtype=torch.float64)
+    ab = sch.alpha_bars
 
-    def oracle(x, k):
-        a = ab[k][:, None]
-        return torch.sqrt(1 - a) * x / (a * s2 + 1 - a)
+    def oracle(x, k, s2=s2):
+        a = float(ab[k])
+        return np.sqrt(1 - a) * x / (a * s2 + 1 - a)
 
     # all T steps: the right law; strided: a discretization error, the same as the exact chain's
     assert_allclose(_exact_chain_variance(sch, s2, None, "beta"), s2, rtol=0.005)
     for n_steps, variance in ((None, "beta"), (100, "beta"), (50, "posterior")):
-        Z = ddpm_sample(oracle, 4000, 8, sch, n_steps=n_steps, variance=variance, dtype=torch.float64, random_state=3)
+        Z = ddpm_sample(oracle, 4000, 8, sch, steps=n_steps, variance=variance, dtype=torch.float64, random_state=3)
         assert Z.shape == (4000, 8) and Z.dtype == torch.float64
         assert_allclose(Z.var().item(), _exact_chain_variance(sch, s2, n_steps, variance), rtol=0.03)
         assert_allclose(Z.mean().item(), 0.0, atol=0.01)
-    # seeded, and batching over series changes nothing
-    Z1 = ddpm_sample(oracle, 10, 4, sch, n_steps=20, dtype=torch.float64, random_state=8)
-    Z2 = ddpm_sample(oracle, 10, 4, sch, n_steps=20, dtype=torch.float64, random_state=8)
+    # seeded; extra_args reach the model
+    Z1 = ddpm_sample(oracle, 10, 4, sch, steps=20, dtype=torch.float64, random_state=8)
+    Z2 = ddpm_sample(oracle, 10, 4, sch, steps=20, dtype=torch.float64, random_state=8)
     assert torch.equal(Z1, Z2)
+    Z3 = ddpm_sample(oracle, 10, 4, sch, steps=20, dtype=torch.float64, random_state=8, extra_args={"s2": 1.0})
+    assert not torch.equal(Z1, Z3)
     assert sampler_steps(1000, 100)[[0, -1]].tolist() == [0, 999] and len(sampler_steps(1000, 100)) == 100
-    with pytest.raises(ValueError, match=r"^n_steps must be in \[1, 1000\]"):
+    with pytest.raises(ValueError, match=r"^steps must be in \[1, 1000\]"):
         sampler_steps(1000, 0)
     with pytest.raises(ValueError, match=r"^variance must be one of"):
         ddpm_sample(oracle, 2, 3, sch, variance="small")
+    with pytest.warns(FutureWarning, match="n_steps is deprecated"):
+        assert len(sampler_steps(1000, n_steps=10)) == 10
 
 
 def test_bad_inputs():
@@ -120,8 +131,8 @@ def test_bad_inputs():
         LocalizedDiffusion(-1).fit(X)
     with pytest.raises(ValueError, match=r"must be >= 2 \* radius \+ 1 = 11"):
         LocalizedDiffusion(5).fit(X)
-    with pytest.raises(ValueError, match=r"^n_iter must be in \[1, inf\]"):
-        LocalizedDiffusion(1, n_iter=0).fit(X)
+    with pytest.raises(ValueError, match=r"^steps must be in \[1, inf\]"):
+        LocalizedDiffusion(1, steps=0).fit(X)
     with pytest.raises(ValueError, match=r"^lr must be finite and in \(0.0, inf\]"):
         LocalizedDiffusion(1, lr=-1.0).fit(X)
     with pytest.raises(ValueError, match="X is constant"):
@@ -131,15 +142,30 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"^radius must be in \[0, inf\]"):
         LocalScoreMLP(-2)
     with pytest.raises(ValueError, match=r"series length must be >= 2 \* radius \+ 1 = 7"):
-        LocalScoreMLP(3, hidden=(4,)).windows(torch.zeros(1, 6))
-    model = LocalizedDiffusion(2, hidden=(8,), n_iter=2, batch_size=4, random_state=0).fit(X)
+        LocalScoreMLP(3, width=4, depth=1).windows(torch.zeros(1, 6))
+    model = LocalizedDiffusion(2, width=8, depth=1, steps=2, batch_size=4, random_state=0).fit(X)
     with pytest.raises(ValueError, match=r"^length must be >= 2 \* radius \+ 1 = 5"):
         model.sample(2, length=4)
+    # the batched trainer's boundary: data, radii, options
+    with pytest.raises(ValueError, match=r"X\[1\] contains NaN or inf|X\[1\] must be finite"):
+        train_local_scores([X, np.full((3, 9), np.nan)], 1, steps=1)
+    with pytest.raises(ValueError, match=r"same series length"):
+        train_local_scores([X, X[:, :8]], 1, steps=1)
+    with pytest.raises(ValueError, match=r"one radius per training set \(2\), got 3"):
+        train_local_scores([X, X], [0, 1, 2], steps=1)
+    with pytest.raises(ValueError, match=r"^radius\[1\] must be in \[0, inf\]"):
+        train_local_scores([X, X], [0, -1], steps=1)
+    with pytest.raises(ValueError, match=r"^first_layer must be one of"):
+        train_local_scores(X, 1, steps=1, first_layer="masked")
+    with pytest.raises(ValueError, match=r"one entry per problem \(2\)"):
+        train_local_scores([X, X], 1, steps=1, random_state=[1, 2, 3])
+    with pytest.raises(TypeError, match=r"X"):
+        train_local_scores(X.astype(complex), 1, steps=1)
 
 
 def test_fit_is_seeded_and_standardizes():
     X = simulate_cir(50, 12, random_state=1)
-    kw = dict(hidden=(16,), n_iter=30, batch_size=8)
+    kw = dict(width=16, depth=1, steps=30, batch_size=8)
     m1 = LocalizedDiffusion(1, random_state=5, **kw).fit(X)
     m2 = LocalizedDiffusion(1, random_state=5, **kw).fit(X)
     m3 = LocalizedDiffusion(1, random_state=6, **kw).fit(X)
@@ -147,71 +173,155 @@ def test_fit_is_seeded_and_standardizes():
     assert not np.allclose(m1.loss_history_, m3.loss_history_)
     assert m1.n_iter_ == 30 and m1.loss_history_.shape == (30,)
     assert_allclose([m1.mean_, m1.scale_], [X.mean(), X.std()], rtol=1e-12)
-    Y1 = m1.sample(5, n_steps=10, random_state=2)
-    assert_allclose(Y1, m2.sample(5, n_steps=10, random_state=2), rtol=0)
+    Y1 = m1.sample(5, steps=10, random_state=2)
+    assert_allclose(Y1, m2.sample(5, steps=10, random_state=2), rtol=0)
     assert Y1.dtype == np.float64 and Y1.shape == (5, 12)
     # a longer series than the training length: the network is shared by the positions
-    assert m1.sample(2, length=40, n_steps=5, random_state=0).shape == (2, 40)
+    assert m1.sample(2, length=40, steps=5, random_state=0).shape == (2, 40)
     assert next(m1.network_.parameters()).dtype == torch.float32
+    with pytest.warns(FutureWarning, match="n_iter is deprecated"):
+        assert LocalizedDiffusion(1, n_iter=7).steps == 7
+
+
+def test_batched_networks_equal_networks_trained_alone():
+    """One random stream per network: a network's losses and samples are bitwise the same
+    whichever networks share its batch (their number, radii and training-set sizes)."""
+    X = [simulate_cir(n, 24, random_state=s) for s, n in enumerate((60, 30, 45, 30))]
+    kw = dict(width=16, depth=2, steps=70, batch_size=8, lr=3e-3, lr_schedule="cosine")  # 70 > one block of draws
+    four = train_local_scores(X, [0, 3, 1, 3], random_state=[10, 11, 12, 13], **kw)
+    alone = train_local_scores(X[1], 3, random_state=[11], **kw)
+    three = train_local_scores([X[2], X[0], X[1]], [1, 8, 3], random_state=[12, 99, 11], **kw)
+    assert np.array_equal(four.loss_history[1], alone.loss_history[0])
+    assert np.array_equal(four.loss_history[1], three.loss_history[2])
+    assert np.array_equal(four.loss_history[2], three.loss_history[0])
+    Y4 = four.sample(6, steps=20, random_state=[1, 2, 3, 4])
+    assert np.array_equal(Y4[1], alone.sample(6, steps=20, random_state=[2])[0])
+    assert np.array_equal(Y4[1], three.sample(6, steps=20, random_state=[3, 9, 2])[2])
+    assert Y4.shape == (4, 6, 24) and not np.array_equal(Y4[1], Y4[3])
+    # the estimator is the one-network case
+    est = LocalizedDiffusion(3, random_state=11, **{k: v for k, v in kw.items()}).fit(X[1])
+    assert np.array_equal(est.loss_history_, alone.loss_history[0])
+    # zero-padded first layer: the same networks up to rounding
+    padded = train_local_scores(X, [0, 3, 1, 3], first_layer="padded", random_state=[10, 11, 12, 13], **kw)
+    assert_allclose(padded.loss_history, four.loss_history, rtol=1e-4)
+    frame = four.to_frame()
+    assert list(frame.columns) == ["network", "radius", "step", "loss"] and len(frame) == 4 * 70
+
+
+# --------------------------------------------------------------------------- the figure-3 claim
+# The quick training configuration (that of the quick cir-radius grid): MLP 64-64, 400 Adam steps of
+# 64 series at 3e-3 annealed by a cosine, 300 exact training series, 200 generated with 100 sampler steps.
+QUICK = dict(width=64, depth=2, steps=400, batch_size=64, lr=3e-3, lr_schedule="cosine")
+N_TRAIN, N_GEN, SAMPLER_STEPS = 300, 200, 100
+# Tolerances of the claim, of the order of what the training data themselves reach:
+# lag-1 autocorrelation within ACF_TOL of the training data's, W1 to the Gamma law at most
+# W1_FACTOR times the floor max(W1 of the training data, W1 of N_GEN exact series).
+# Measured with this configuration (data seeds 2024 and 7, r = 2 and 8): |lag-1 - training|
+# 0.001-0.013; W1 0.026-0.040 against floors of 0.0065-0.0086 (4-6x; the full cir-radius
+# configuration measured 2-5x).  Untrained networks (1 step) give W1 far above the bound.
+ACF_TOL, W1_FACTOR = 0.05, 8.0
+
+
+def _claim_holds(X, Y, r, floor):
+    """The figure-3 claim for one network: the condition its tests assert."""
+    from locality.cir import autocorrelation, cir_wasserstein
+
+    lag1, lag1_train = autocorrelation(Y, 1)[1], autocorrelation(X, 1)[1]
+    acf_ok = abs(lag1) < 0.1 if r == 0 else abs(lag1 - lag1_train) < ACF_TOL
+    return acf_ok and cir_wasserstein(Y) <= W1_FACTOR * floor
+
+
+def _quick_runs(steps):
+    from locality.cir import cir_wasserstein
+
+    X = simulate_cir(N_TRAIN, 64, random_state=2024)
+    fit = train_local_scores([X, X], [0, 2], random_state=[101, 102], **dict(QUICK, steps=steps))
+    Y = fit.sample(N_GEN, steps=SAMPLER_STEPS, random_state=[201, 202])
+    floor = max(cir_wasserstein(X), cir_wasserstein(simulate_cir(N_GEN, 64, random_state=2025)))
+    return X, {0: Y[0], 2: Y[1]}, floor
 
 
 @pytest.fixture(scope="module")
 def quick_runs():
-    """Train r = 0 and r = 3 once on the same exact data (the quick configuration)."""
-    X = simulate_cir(N_TRAIN, 64, random_state=2024)
-    out = {}
-    for r in (0, 3):
-        model = LocalizedDiffusion(r, random_state=100 + r, **QUICK).fit(X)
-        out[r] = model.sample(N_GEN, n_steps=SAMPLER_STEPS, random_state=200 + r)
-    return X, out
+    """r = 0 and r = 2 trained once, as one batched model, on the same exact data."""
+    return _quick_runs(QUICK["steps"])
 
 
 def test_radius_zero_cannot_see_correlations(quick_runs):
-    X, gen = quick_runs
+    from locality.cir import autocorrelation, cir_wasserstein
+
+    X, gen, floor = quick_runs
     assert autocorrelation(X, 1)[1] > 0.55
-    rho = autocorrelation(gen[0], 2)
-    assert abs(rho[1]) < 0.2
-    # ... but its marginal is still fine (paper: "the empirical histogram is relatively well approximated")
-    assert cir_wasserstein(gen[0]) < W1_BOUND
+    assert abs(autocorrelation(gen[0], 2)[1]) < 0.1
+    # ... but its marginal is as good as the others (paper: "relatively well approximated")
+    assert cir_wasserstein(gen[0]) <= W1_FACTOR * floor
+    assert _claim_holds(X, gen[0], 0, floor)
 
 
-def test_radius_three_recovers_autocorrelation_and_marginal(quick_runs):
-    X, gen = quick_runs
-    rho = autocorrelation(gen[3], 3)
-    assert abs(rho[1] - np.exp(-0.5)) < 0.15
-    assert abs(rho[2] - np.exp(-1.0)) < 0.15
-    w1 = cir_wasserstein(gen[3])
-    assert w1 < W1_BOUND
-    assert cir_wasserstein(X) < w1 + 0.01
+def test_localized_score_matches_the_training_data(quick_runs):
+    from locality.cir import autocorrelation
+
+    X, gen, floor = quick_runs
+    assert _claim_holds(X, gen[2], 2, floor)
+    rho, rho_tr = autocorrelation(gen[2], 3), autocorrelation(X, 3)
+    assert_allclose(rho[1:], rho_tr[1:], atol=0.08)  # lags 1-3 (training: 0.61, 0.37, 0.22)
+    # r = 0 cannot: the same condition fails with the radius-0 samples in place of r = 2
+    assert not _claim_holds(X, gen[0], 2, floor)
 
 
-def test_experiment_cir_radius_runs_and_plots():
-    from phase_transition.experiments.cir import EXPERIMENT as exp
-    from phase_transition.experiments.cir import summarize
-    from phase_transition.registry import _REGISTRY, Task
+def test_claim_fails_without_training():
+    """Training switched off (one Adam step): the claim's condition fails for both radii."""
+    X, gen, floor = _quick_runs(1)
+    assert not _claim_holds(X, gen[0], 0, floor)
+    assert not _claim_holds(X, gen[2], 2, floor)
 
-    assert _REGISTRY["cir-radius"] is exp  # registered at import
-    assert exp.grid["r"] == [0, 1, 2, 3, 5, 8, 16]
-    params = dict(exp.params, n_train=40, n_iter=5, batch_size=8, width=8, depth=1, n_generate=10, sampler_steps=20)
-    tasks = [Task(params=dict(params, r=r), trial=0, seed=10 + r) for r in (0, 2)]
-    rows = exp.run(tasks)
-    assert len(rows) == 2 and rows[0] != rows[1]
-    timing = {"fit_s", "sample_s"}
-    again = exp.run(tasks)  # seeded: the same rows but for the timings
-    assert [{k: v for k, v in row.items() if k not in timing} for row in rows] == [
-        {k: v for k, v in row.items() if k not in timing} for row in again
-    ]
-    for row in rows:
-        assert {"w1", "w1_train", "acf_lag1", "acf_error", "final_loss", "acf_10", "hist_29", "hist_train_0"} <= set(row)
-        assert np.isfinite(row["w1"]) and row["w1_train"] < 0.1
-    table = pd.DataFrame([dict(r=t.params["r"], trial=0, seed=t.seed, **row, error="") for t, row in zip(tasks, rows)])
-    fig = exp.plot(table, params)
-    assert len(fig.axes) == 4
-    summary = summarize(table, params)
+
+# --------------------------------------------------------------------------- the experiment
+TINY = dict(steps=5, width=8, depth=1, batch_size=8, n_generate=10, sampler_steps=10, length=24, max_lag=4)
+
+
+def test_experiment_cir_radius_runs_plots_and_summarizes():
+    from phase_transition import run_grid
+    from phase_transition.registry import get_experiment
+
+    exp = get_experiment("cir-radius")
+    assert exp.grid == {"r": [0, 1, 2, 4, 8, 16], "n_train": [100, 1000]} and exp.trials == 3
+    df = run_grid("cir-radius", {"r": [0, 2], "n_train": [30]}, params=TINY, trials=2, progress=False)
+    assert (df["error"] == "").all() and len(df) == 4
+    for col in ("w1", "w1_train", "w1_exact", "acf_lag1", "acf_error", "final_loss", "acf_4", "hist_29", "hist_train_0"):
+        assert np.isfinite(df[col]).all(), col
+    assert len(exp.plot(df, df.attrs["config"]).axes) == 6
+    summary = exp.summarize(df, df.attrs["config"])
     assert_allclose(summary["acf_lag1_exact"], np.exp(-0.5), rtol=1e-12)
-    assert set(summary) >= {"acf_lag1_r0", "w1_r2", "r_best_acf_error"}
-    exp.validate(dict(params, r=[0, 3]))
+    assert {"N=30: w1_train", "N=30, r=2: acf_lag1_std", "N=30, r=0: w1", "N=30: r_best_acf_error"} <= set(summary)
+
+
+def test_experiment_cell_is_independent_of_grid_and_batching():
+    """Issue 12: a cell's numbers are identical whatever grid, chunking and network batch it runs in."""
+    from phase_transition import run_grid
+
+    cols = ["w1", "acf_lag1", "final_loss", "acf_error"]
+    a = run_grid("cir-radius", {"r": [2], "n_train": [30]}, params=dict(TINY, network_batch=1), trials=1, progress=False)
+    b = run_grid("cir-radius", {"r": [0, 2, 5], "n_train": [30, 40]}, params=TINY, trials=1, progress=False)
+    cell = b[(b["r"] == 2) & (b["n_train"] == 30)]
+    assert np.array_equal(a[cols].to_numpy(), cell[cols].to_numpy())
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(steps=0), r"steps must be an integer >= 1"),
+        (dict(sigma=0.0), r"sigma must be"),
+        (dict(sampler_steps=1001), r"sampler_steps must be an integer in \[1, 1000\]"),
+        (dict(max_lag=64), r"max_lag must be in \[1, 63\]"),
+        (dict(lr_schedule="step"), r"lr_schedule must be one of"),
+        (dict(simulation="euler", em_step=0.3), r"dt / em_step must be a whole number"),
+    ],
+)
+def test_experiment_rejects_bad_parameters_at_plan_time(params, match):
+    from phase_transition.grid import plan_grid
+
+    with pytest.raises((ValueError, TypeError), match=match):
+        plan_grid("cir-radius", params=params)
     with pytest.raises(ValueError, match=r"length must be >= 2 r \+ 1 = 65 for r = 32"):
-        exp.validate(dict(params, r=[0, 32]))
-    with pytest.raises(ValueError, match=r"^sigma must be"):
-        exp.validate(dict(params, sigma=0.0))
+        plan_grid("cir-radius", {"r": [0, 32]})
