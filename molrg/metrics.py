@@ -23,7 +23,8 @@ Unequal dimensions are allowed (the distance then includes ``|p - q|``).
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

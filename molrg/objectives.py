@@ -16,7 +16,8 @@ so that problems with different sample counts can share one padded batch.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ._validation import array_namespace, check_array, is_torch
 

@@ -11,7 +11,8 @@ The code lives in one module per idea (each re-exported here, so
   :func:`k_subspaces_batch`, with their validated options (:class:`KSSOptions`).
 * :mod:`molrg._kss_kernel`: the batched assign / refit iteration (private).
 * :mod:`molrg._spectral`: the spectral start (:func:`spectral_init`), dense and
-  batched for small problems, a sparse q-nearest-neighbour graph for large ones.
+  batched for small problems, a sparse q-nearest-neighbour graph for large ones;
+  its graphs and embeddings in :mod:`molrg._spectral_graphs` (private).
 
 Numerical choices are documented in each module's docstring.
 """
@@ -19,7 +20,7 @@ Numerical choices are documented in each module's docstring.
 from __future__ import annotations
 
 from ._kss import INITS, ConvergenceWarning, KSSOptions, KSubspaces, KSubspacesResult, k_subspaces, k_subspaces_batch
-from ._kss_kernel import _kss_kernel
+from ._kss_kernel import _kss_kernel  # noqa: F401  (re-exported for tests)
 from ._pca import PCASubspace, oracle_bases, pca_subspace, pca_subspace_batch
 from ._spectral import SPARSE_MIN_N, SPECTRAL_METHODS, spectral_init, spectral_q_values
 

@@ -12,8 +12,18 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import molrg
-from molrg import KSubspaces, MoLRG, PCASubspace, k_subspaces, k_subspaces_batch, pca_subspace, spectral_init, subspace_error
-from molrg import _kss, _pca, _spectral
+from molrg import (
+    KSubspaces,
+    MoLRG,
+    PCASubspace,
+    _kss,
+    _spectral,
+    k_subspaces,
+    k_subspaces_batch,
+    pca_subspace,
+    spectral_init,
+    subspace_error,
+)
 
 
 def _expected_failures(estimator):
