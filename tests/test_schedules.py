@@ -45,3 +45,15 @@ def test_get_schedule():
         get_schedule("cosine")
     with pytest.raises(ValueError, match="beta_max"):
         VP(beta_min=1.0, beta_max=0.5)
+
+
+def test_karras_grid_is_one_function():
+    # the Karras grid (Karras et al. 2022, eq. 5) has one implementation; EDM.grid and the samplers use it
+    sig = karras_sigmas(5, 0.01, 10.0, 3.0)
+    ramp = np.linspace(0, 1, 5)
+    assert_allclose(sig, (10.0 ** (1 / 3) + ramp * (0.01 ** (1 / 3) - 10.0 ** (1 / 3))) ** 3, rtol=1e-14)
+    assert_allclose(karras_sigmas(5, 0.01, 10.0, 3.0, append_zero=True), np.append(sig, 0.0))
+    assert_allclose(EDM(sigma_min=0.01, sigma_max=10.0, rho=3.0).grid(5), sig)
+    assert EDM().grid(18, append_zero=True)[-1] == 0.0
+    with pytest.raises(TypeError, match="append_zero must be True or False"):
+        karras_sigmas(5, append_zero="yes")
