@@ -291,6 +291,12 @@ CLAIMS: tuple[Claim, ...] = (
            "tests/test_locality_experiments.py::test_tradeoff_claim_fails_without_statistical_error"),
           "quick grid (N = 64, 100), both methods: minimum strictly inside the r range and below the non-localized error; "
           "no U shape with the true covariance", "locality-tradeoff", _tradeoff),
+    Claim(f"{_L}, Remark 3.3(2)", "The best localization radius r*(N) grows with the sample size N (about like log N) "
+          "(setup: AR(1), d = 64, T = 1000, exact propagation, 10 data draws; the paper states it, without a figure)",
+          ("tests/test_locality_experiments.py::test_best_radius_grows_with_N",
+           "tests/test_locality_experiments.py::test_best_radius_claim_fails_without_statistical_error"),
+          "marginal score: r*(N) non-decreasing and r*(256) > r*(16); fails with the true covariance (no statistical error)",
+          "locality-best-radius", lambda s: "; ".join(f"{k}: {_g(v)}" for k, v in s.items())),
     Claim(f"{_L}, section 4.2 (CIR simulator)", "Exact CIR transitions: Gamma stationary law, autocorrelation exp(-a h)",
           ("tests/test_cir.py::test_exact_simulator_marginal_passes_ks_and_autocorrelation_matches",),
           "KS p > 0.01 at 20 000 values; autocorrelation within 0.03", _CHECK,

@@ -236,3 +236,30 @@ def test_experiment_parameters_reject_bad_values():
     with pytest.raises(ValueError, match="dt must be"):
         T(dt=-0.1)
     assert effective_radius(np.eye(3)) == 0
+
+
+def _best_radius_claim(table, method="marginal"):
+    """Remark 3.3(2): r*(N) non-decreasing in N and larger at the largest N than at the smallest."""
+    from phase_transition.experiments.locality import best_radii
+
+    rs = best_radii(table)
+    r = [rs[(method, N)] for N in sorted(N for m, N in rs if m == method)]
+    return bool(np.all(np.diff(r) >= 0) and r[-1] > r[0])
+
+
+def test_best_radius_grows_with_N():
+    exp = get_experiment("locality-best-radius")
+    grid = {"N": [16, 256], "r": [2, 8, 32], "method": ["marginal"]}
+    table = _table(exp, _tasks(exp, grid=grid, trials=2))
+    assert _best_radius_claim(table)
+    # the localization-only part (true covariance) falls with r: no trade-off without statistical error
+    pop = table.groupby("r")["rel_error_population"].mean().to_numpy()
+    assert np.all(np.diff(pop) < 0)
+
+
+def test_best_radius_claim_fails_without_statistical_error():
+    # rows whose error is the population (localization-only) error: r* is the largest radius at every N
+    exp = get_experiment("locality-best-radius")
+    table = _table(exp, _tasks(exp, grid={"N": [16, 256], "r": [2, 8, 32], "method": ["marginal"]}, trials=1))
+    table["rel_error"] = table["rel_error_population"]
+    assert not _best_radius_claim(table)

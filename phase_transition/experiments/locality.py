@@ -57,7 +57,7 @@ from ..params import Parameters, param
 from ..plots import successful_rows
 from ..registry import Experiment, Task, register
 
-__all__ = ["RADIUS", "DECAY", "ERROR", "TRADEOFF"]
+__all__ = ["RADIUS", "DECAY", "ERROR", "TRADEOFF", "BEST_RADIUS"]
 
 _TIMES = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-2.5, 1, 13)]
 _TIMES_QUICK = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-2, 1, 11)]
@@ -433,9 +433,12 @@ def _run_tradeoff(tasks: Sequence[Task]) -> list[dict]:
         mask = np.array([n_gen > 0 and tasks[i].trial < n_samp for i in idxs])
         res = covariance_errors(Sigma, Sh, method=str(p["method"]), r=int(p["r"]), schedule=sch, n_generated=n_gen,
                                 sample_mask=mask, random_state=[rngs[j] for j in np.flatnonzero(mask)])
+        # the same localized sampler with the true covariance: pure localization error (no statistical error)
+        pop = float(covariance_errors(Sigma, Sigma[None], method=str(p["method"]), r=int(p["r"]), schedule=sch)["exact"][0])
         scale = np.linalg.norm(Sigma, 2)
         for j, i in enumerate(idxs):
             row = {"rel_error": float(res["exact"][j]), "rel_error_nonlocal": float(res["nonlocal"][j]),
+                   "rel_error_population": pop,
                    "rel_error_sampled": float("nan"), "rel_error_nonlocal_sampled": float("nan"),
                    "error_by_offset": _offset_profile((res["Sigma_gen"][j] - Sigma) / scale) if tasks[i].trial == 0 else ""}
             if mask[j]:
@@ -530,6 +533,91 @@ TRADEOFF = register(
         chunk_by=("N", "method"),
         plot=_plot_tradeoff,
         summarize=_summarize_tradeoff,
+        doc=__doc__,
+        family="locality",
+    )
+)
+
+
+# --------------------------------------------------------------------------- locality-best-radius
+@dataclass(frozen=True, kw_only=True)
+class BestRadiusParameters(TradeoffParameters):
+    n_generated: int = param(0, ge=0, help="samples drawn from the generated law (0: exact errors only)")
+
+
+def best_radii(table) -> dict[tuple[str, int], int]:
+    """``r*(N)``: the radius of smallest mean error, per (method, N), from a trade-off table (failed rows skipped)."""
+    ok = successful_rows(table)
+    out = {}
+    for (method, N), g in ok.groupby(["method", "N"]):
+        curve = g.groupby("r")["rel_error"].mean()
+        out[(str(method), int(N))] = int(curve.idxmin())
+    return out
+
+
+def _plot_best_radius(table, config):
+    import matplotlib.pyplot as plt
+
+    ok = successful_rows(table)
+    rs = best_radii(table)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for method, marker in (("marginal", "o"), ("truncate", "s")):
+        Ns = sorted(N for m, N in rs if m == method)
+        if not Ns:
+            continue
+        r = np.array([rs[(method, N)] for N in Ns], dtype=float)
+        axes[0].plot(Ns, r, marker=marker, ls="none", label=f"{method}: r*(N)")
+        slope, icpt = np.polyfit(np.log(Ns), r, 1)
+        grid = np.geomspace(min(Ns), max(Ns), 50)
+        axes[0].plot(grid, icpt + slope * np.log(grid), ls="--", label=f"{method}: {icpt:.1f} + {slope:.2f} log N")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("N")
+    axes[0].set_ylabel("best radius r*")
+    axes[0].set_title("Remark 3.3(2): the best radius grows like log N", fontsize=9)
+    axes[0].legend(fontsize=7)
+    ax = axes[1]
+    N0 = sorted(ok["N"].unique())[len(ok["N"].unique()) // 2]
+    for method, ls in (("marginal", "-"), ("truncate", "--")):
+        g = ok[(ok["method"] == method)]
+        pop = g.groupby("r")["rel_error_population"].mean()
+        ax.semilogy(pop.index, pop.to_numpy(), ls=ls, color="k", label=f"{method}: localization error (true Sigma)")
+        cur = g[g["N"] == N0].groupby("r")["rel_error"].mean()
+        ax.semilogy(cur.index, cur.to_numpy(), ls=ls, color="tab:blue", label=f"{method}: total, N={N0}")
+    ax.axhline(ok.loc[ok["N"] == N0, "rel_error_nonlocal"].mean(), color="tab:red", ls=":", label=f"statistical error (no localization), N={N0}")
+    ax.set_xlabel("r")
+    ax.set_ylabel("relative covariance error")
+    ax.set_title("Localization and statistical parts", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _summarize_best_radius(table, config) -> dict:
+    rs = best_radii(table)
+    out: dict[str, Any] = {}
+    for method in sorted({m for m, _ in rs}):
+        Ns = sorted(N for m, N in rs if m == method)
+        r = [rs[(method, N)] for N in Ns]
+        out[f"{method}: r*(N)"] = {N: v for N, v in zip(Ns, r)}
+        out[f"{method}: r* non-decreasing in N"] = bool(np.all(np.diff(r) >= 0))
+        out[f"{method}: slope of r* against log N"] = round(float(np.polyfit(np.log(Ns), r, 1)[0]), 3) if len(Ns) > 1 else None
+    return out
+
+
+BEST_RADIUS = register(
+    Experiment(
+        name="locality-best-radius",
+        description="Best localization radius r*(N) of the localized DDPM against N, with the log N trend (Remark 3.3(2))",
+        run=_run_tradeoff,
+        parameters=BestRadiusParameters,
+        grid={"N": [16, 32, 64, 128, 256, 1024, 4096], "r": [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48],
+              "method": ["truncate", "marginal"]},
+        quick_grid={"N": [16, 64, 256, 1024], "r": [1, 2, 4, 8, 16, 32, 48], "method": ["truncate", "marginal"]},
+        trials=10,
+        quick_trials=3,
+        chunk_by=("N", "method"),
+        plot=_plot_best_radius,
+        summarize=_summarize_best_radius,
         doc=__doc__,
         family="locality",
     )
