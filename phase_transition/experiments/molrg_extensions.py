@@ -1,119 +1,174 @@
-"""MoLRG beyond figure 4: the Jacobian's low rank and memorization to generalization (SPEC A9).
+"""MoLRG beyond figure 4: the Jacobian's low rank, its growth in training, and memorization to generalization (SPEC A9).
 
-``molrg-jacobian-rank``
-    Numerical rank ratio (singular values above ``rtol`` times the largest, over
-    ``n``) of a denoiser's Jacobian against ``SNR = 1/sigma^2`` along 18-step Heun
-    trajectories (the paper's Figure 3b).  Denoisers: the closed-form posterior
-    mean (Lemma 2: ``rank <= sum_k d_k``, ``d_k`` of the nearest component at high
-    SNR), the softmax DAE trained by SGD on N samples (its learned bases in the
-    same formula), an over-parameterized MLP trained on the same kind of data,
-    and the empirical optimal denoiser (the memorizing reference).  One row per
-    denoiser and trial; the curve is stored in columns ``rank_ratio_<i>`` (level
-    ``i`` of the Karras grid; ``sigma_<i>`` holds the level).
+``molrg-jacobian-rank`` (the paper's Figure 3b)
+    Numerical rank of a denoiser's Jacobian, as a ratio to ``n``, against
+    ``SNR = 1/sigma`` (the paper's axis) along 18-step Heun trajectories of the EDM
+    schedule, in the authors' setup (n = 48, K = 2, d = 7, N = 700, 15 trajectories).
+    Two ranks of the same Jacobians: the *energy rank* of the paper's eq. (46) as the
+    authors compute it (smallest r with ``sqrt(cumsum(s^2))[r] > 0.99 ||s||``;
+    columns ``energy_rank_ratio_<i>``) and the relative-threshold rank (singular
+    values above ``1e-3`` of the largest; ``threshold_rank_ratio_<i>``), at level
+    ``i`` of the Karras grid (``sigma_<i>``).  Denoisers: the closed-form posterior
+    mean (Lemma 2: ``rank <= sum_k d_k``), the softmax DAE trained by SGD on the N
+    samples (its learned bases in the same formula), an over-parameterized MLP
+    trained on them, and the empirical optimal denoiser (the memorizing reference).
+    The engine stores one row per denoiser and trial; :func:`jacobian_levels` gives
+    the tidy view, one row per denoiser, trial and noise level, that the plot and
+    the summary read.  The *middle SNR band* is ``mid_snr_low <= 1/sigma <=
+    mid_snr_high`` (default 0.2 to 5: away from the low-SNR end, where every
+    denoiser is close to the data mean, and the high-SNR end, where EDM's skip
+    connection makes every denoiser close to the identity).
 
-``molrg-generalization``
+``molrg-jacobian-training`` (the paper's Figure 7)
+    The MLP of ``molrg-jacobian-rank`` trained for several budgets (grid key
+    ``iterations``), its energy rank against SNR on the same trajectories as the
+    closed form's, and the gradient norm of its loss against iterations.  The claim:
+    as training proceeds, the MLP's rank in the middle SNR band approaches the
+    closed form's (``mid_gap``, the mean absolute difference of the rank ratios in
+    the band, decreases).
+
+``molrg-generalization`` (the paper's Figure 5a)
     GL score (SPEC A9) of an MLP denoiser trained on N samples, against ``N/d`` for
-    several ``d`` (the paper's Figure 5a: the curves should collapse).  Each row
-    also holds the two reference lines computed on the same training set: the
-    closed-form MoLRG denoiser (``gl_closed_form``, about 1) and the empirical
-    optimal denoiser (``gl_empirical``, about 0).  All networks of one ``d``
-    (every N and trial) train together as one batched ensemble.
+    several ``d``: the curves collapse onto one curve in ``N/d``.  Each row also holds
+    the two reference lines computed on the same training set: the closed-form MoLRG
+    denoiser (``gl_closed_form``, about 1) and the empirical optimal denoiser
+    (``gl_empirical``, about 0).  ``off_manifold`` (median distance of the MLP's
+    samples to the union of the subspaces, relative to their norm) tells a
+    generalizing model (GL about 1, small ``off_manifold``) from an undertrained one
+    (GL above 1: samples off the subspaces).
 
-``off_manifold`` (median distance of the MLP's samples to the union of the
-subspaces, relative to their norm) tells a generalizing model (GL about 1, small
-``off_manifold``) from an undertrained one (GL above 1: samples off the subspaces).
-
-Measured here (CPU, contended; n = 8, K = 2, d = 2): with width 256, 3000 Adam
-steps of 128 (the default training), GL = 0.30 at N = 32 and 0.75 at N = 128 with
-samples within 3% of the union.  The quick configuration (width 128, 600 steps of
-64) keeps the monotone trend, GL = 0.07, 0.56, 1.27, 2.16 for N = 2, 8, 32, 128,
-but undertrains: at large N its samples leave the subspaces (``off_manifold``
-0.3 to 0.45), which pushes GL above 1.
+Every network of these experiments is trained inside one batched model per chunk
+(:mod:`molrg.nn`) with its own random stream, seeded from its task's seed, so a
+cell's numbers do not depend on the grid, the chunking or the worker count.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..params import Parameters, param
 from ..registry import Experiment, Task, register
 
-# --------------------------------------------------------------------------- jacobian rank
-JAC_PARAMS: dict[str, Any] = {
-    "n": 48,
-    "K": 2,
-    "d": 4,
-    "N": 64,
-    "n_samples": 15,
-    "n_steps": 18,
-    "sigma_min": 0.002,
-    "sigma_max": 80.0,
-    "rho": 7.0,
-    "rtol": 1e-3,
-    "dae_steps": 2000,
-    "mlp_width": 256,
-    "mlp_depth": 3,
-    "mlp_steps": 3000,
-    "mlp_batch": 128,
-    "mlp_lr": 2e-3,
-}
-JAC_QUICK: dict[str, Any] = {
-    "n": 16,
-    "K": 2,
-    "d": 2,
-    "N": 32,
-    "n_samples": 6,
-    "dae_steps": 300,
-    "mlp_width": 64,
-    "mlp_steps": 300,
-    "mlp_batch": 64,
-}
 DENOISERS = ("closed_form", "softmax_dae", "mlp", "empirical")
+RANKS = ("energy", "threshold")
 
 
-def _cfg(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
-    out = dict(defaults)
-    out.update({k: v for k, v in config.items() if k in defaults})
-    return out
-
-
-def _sigmas(c):
+def _sigmas(p):
     from molrg.schedules import karras_sigmas
 
-    return karras_sigmas(int(c["n_steps"]), float(c["sigma_min"]), float(c["sigma_max"]), float(c["rho"]), append_zero=True)
+    return karras_sigmas(int(p["n_steps"]), float(p["sigma_min"]), float(p["sigma_max"]), float(p["rho"]), append_zero=True)
 
 
-def validate_jacobian(config: Mapping[str, Any]) -> None:
-    """Check parameters before anything runs (``ValueError`` naming the argument)."""
-    from molrg.utils import check_choice, check_int, check_real
-
-    c = _cfg(config, JAC_PARAMS)
-    n = check_int("n", c["n"], low=2)
-    K = check_int("K", c["K"], low=1)
-    d = check_int("d", c["d"], low=1)
-    if K * d > n:
-        raise ValueError(f"K * d must be <= n (orthogonal subspaces), got K * d = {K * d} > n = {n}")
-    for name in ("N", "n_samples", "n_steps", "dae_steps", "mlp_width", "mlp_depth", "mlp_steps", "mlp_batch"):
-        check_int(name, c[name], low=1)
-    check_real("rtol", c["rtol"], low=0.0, high=1.0, low_open=True, high_open=True)
-    check_real("sigma_min", c["sigma_min"], low=0.0, low_open=True)
-    check_real("sigma_max", c["sigma_max"], low=c["sigma_min"], low_open=True)
-    den = config.get("denoiser", [])
-    for v in den if isinstance(den, (list, tuple)) else [den]:
-        check_choice("denoiser", v, DENOISERS)
+def _stream(task: Task, purpose: int) -> np.random.SeedSequence:
+    """An independent stream of ``task`` for one purpose (0: data, 1: network, 2: sampler start)."""
+    return np.random.SeedSequence(task.seed, spawn_key=(purpose,))
 
 
-def _softmax_dae_bases(sets, dims, c, rng):
+def _ok(table):
+    return table[table["error"].fillna("") == ""] if "error" in table else table
+
+
+def _level_columns(table, prefix: str) -> list[str]:
+    cols = [c for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
+    return sorted(cols, key=lambda c: int(c[len(prefix):]))
+
+
+def jacobian_levels(table, keys: Sequence[str] = ("denoiser",)):
+    """Tidy view of a Jacobian-rank table: one row per ``keys``, trial and noise level.
+
+    Columns: the ``keys``, ``trial``, ``level``, ``sigma``, ``snr`` (``1/sigma``) and
+    ``energy_rank_ratio`` / ``threshold_rank_ratio`` (those present).
+    """
+    import pandas as pd
+
+    ok = _ok(table)
+    keys = [k for k in keys if k in ok]
+    sig = _level_columns(ok, "sigma_")
+    out = []
+    for i, sc in enumerate(sig):
+        part = ok[keys + ["trial"]].copy()
+        part["level"] = i
+        part["sigma"] = ok[sc].to_numpy(float)
+        part["snr"] = 1.0 / part["sigma"]
+        for r in RANKS:
+            col = f"{r}_rank_ratio_{i}"
+            if col in ok:
+                part[f"{r}_rank_ratio"] = ok[col].to_numpy(float)
+        out.append(part)
+    if not out:
+        return pd.DataFrame(columns=keys + ["trial", "level", "sigma", "snr"])
+    return pd.concat(out, ignore_index=True).sort_values(keys + ["trial", "level"], ignore_index=True)
+
+
+def _rank_row(traj, model, prefix: str = "") -> dict:
+    """Row entries of one trajectory's ranks: per-level ratios and the scalar summaries."""
+    row: dict[str, Any] = {}
+    for r in RANKS:
+        ranks = getattr(traj, f"{r}_rank")  # (S, n_samples)
+        ratio = ranks.reshape(ranks.shape[0], -1).mean(1) / traj.n
+        row[f"{prefix}{r}_rank_max"] = int(ranks.max())
+        row[f"{prefix}{r}_rank_final"] = float(ranks[-1].mean())
+        for i, v in enumerate(ratio):
+            row[f"{prefix}{r}_rank_ratio_{i}"] = float(v)
+    return row
+
+
+def _mid_band(sigma, p) -> np.ndarray:
+    snr = 1.0 / np.asarray(sigma, dtype=float)
+    return (snr >= float(p["mid_snr_low"])) & (snr <= float(p["mid_snr_high"]))
+
+
+# =========================================================================== Jacobian rank
+@dataclass(frozen=True, kw_only=True)
+class JacobianParameters(Parameters):
+    denoiser: str = param(choices=DENOISERS, help="the denoiser whose Jacobian is taken")
+    n: int = param(48, ge=2, help="ambient dimension (authors: 48)")
+    K: int = param(2, ge=1, help="number of subspaces (authors: 2)")
+    d: int = param(7, ge=1, help="subspace dimension (authors: 7)")
+    N: int = param(700, ge=1, help="training samples of the trained denoisers (authors: 700)")
+    n_samples: int = param(15, ge=1, help="trajectories (authors: 15)")
+    n_steps: int = param(18, ge=1, help="Heun levels of the EDM Karras grid (authors: 18)")
+    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
+    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
+    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
+    threshold: float = param(0.99, gt=0.0, lt=1.0, help="energy fraction of the energy rank (eq. 46)")
+    rtol: float = param(1e-3, gt=0.0, lt=1.0, help="relative threshold of the threshold rank")
+    mid_snr_low: float = param(0.2, gt=0.0, help="lower end of the middle SNR band (SNR = 1/sigma)")
+    mid_snr_high: float = param(5.0, gt=0.0, help="upper end of the middle SNR band")
+    dae_steps: int = param(2000, ge=1, help="SGD steps of the softmax DAE")
+    mlp_width: int = param(256, ge=1, help="MLP hidden width")
+    mlp_depth: int = param(3, ge=1, help="MLP hidden layers")
+    mlp_steps: int = param(3000, ge=1, help="Adam steps of the MLP")
+    mlp_batch: int = param(128, ge=1, help="MLP mini-batch size")
+    mlp_lr: float = param(2e-3, gt=0.0, help="MLP Adam learning rate")
+
+    def validate(self):
+        from molrg.utils import check_int
+
+        check_int("K * d", self.K * self.d, high=self.n)
+        if self.sigma_max <= self.sigma_min:
+            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}, got {self.sigma_max}")
+        if self.mid_snr_high <= self.mid_snr_low:
+            raise ValueError(f"mid_snr_high must be > mid_snr_low = {self.mid_snr_low}, got {self.mid_snr_high}")
+
+
+JAC_QUICK: dict[str, Any] = {"n": 16, "K": 2, "d": 2, "N": 64, "n_samples": 6, "dae_steps": 300,
+                             "mlp_width": 64, "mlp_steps": 400, "mlp_batch": 64}
+
+
+def _softmax_dae_bases(sets, dims, p, seeds):
     """Learned bases of softmax DAEs trained by SGD on each training set (molrg.sgd.train_dae, SPEC A7).
 
-    All sets (same N) train together as one batched problem; spectral start.
+    All sets (same N) train together as one batched problem, spectral start, one
+    stream per problem.
     """
     from molrg.sgd import train_dae
 
-    res = train_dae(
-        np.stack(sets), dims, parameterization="softmax", init="spectral", steps=int(c["dae_steps"]), random_state=rng
-    )
+    res = train_dae(np.stack(sets), dims, parameterization="softmax", init="spectral", steps=int(p["dae_steps"]),
+                    random_state=list(seeds))
     return [tuple(np.asarray(U[b], dtype=np.float64) for U in res.bases) for b in range(len(sets))]
 
 
@@ -123,175 +178,332 @@ def _nearest_dims(model, X):
     return np.asarray(model.dims)[res.argmin(-1)]
 
 
-def run_jacobian(tasks: Sequence[Task]) -> list[dict]:
-    """Ranks along trajectories for each task; MLP tasks of a chunk train as one ensemble."""
+def _prepare(task: Task):
+    """The task's model, training set and trajectory starts, from its own streams."""
+    from molrg import MoLRG
+
+    p = task.params
+    rng = np.random.default_rng(_stream(task, 0))
+    model = MoLRG.random(int(p["n"]), [int(p["d"])] * int(p["K"]), random_state=rng)
+    X, _ = model.sample(int(p["N"]), random_state=rng)
+    x_T = np.random.default_rng(_stream(task, 2)).standard_normal((int(p["n_samples"]), int(p["n"]))) * float(p["sigma_max"])
+    return model, X, x_T
+
+
+def _train_mlps(items, p, snapshot_steps=(), track_grad_norm=False, steps=None):
+    """One batched ensemble over ``items`` (task, X), each network on its task's own stream."""
+    from molrg.mlp import train_mlp_denoiser
+
+    return train_mlp_denoiser(
+        [X for _, X in items],
+        width=int(p["mlp_width"]),
+        depth=int(p["mlp_depth"]),
+        steps=int(p["mlp_steps"] if steps is None else steps),
+        batch_size=int(p["mlp_batch"]),
+        lr=float(p["mlp_lr"]),
+        track_grad_norm=track_grad_norm,
+        snapshot_steps=snapshot_steps,
+        random_state=[_stream(t, 1) for t, _ in items],
+    )
+
+
+def _trajectory(den, x_T, p, dtype):
     import torch
 
-    from molrg import MoLRG
     from molrg.jacobian import rank_along_trajectory
-    from molrg.mlp import train_mlp_denoiser
+
+    return rank_along_trajectory(den, torch.as_tensor(x_T, dtype=dtype), sigmas=_sigmas(p),
+                                 threshold=float(p["threshold"]), rtol=float(p["rtol"]))
+
+
+def run_jacobian(tasks: Sequence[Task]) -> list[dict]:
+    """Ranks along trajectories for each task; the MLPs (and DAEs) of a chunk train as one batched model."""
+    import torch
+
     from molrg.sampling import bases_denoiser, closed_form_denoiser, empirical_denoiser
 
-    out: list[dict | None] = [None] * len(tasks)
-    prepared = []
-    for j, task in enumerate(tasks):
-        c = _cfg(task.params, JAC_PARAMS)
-        rng = task.rng
-        dims = [int(c["d"])] * int(c["K"])
-        model = MoLRG.random(int(c["n"]), dims, random_state=rng)
-        X, _ = model.sample(int(c["N"]), random_state=rng)
-        x_T = rng.standard_normal((int(c["n_samples"]), int(c["n"]))) * float(c["sigma_max"])
-        prepared.append((j, task, c, rng, model, X, x_T))
-
-    mlp_items = [p for p in prepared if p[1].params["denoiser"] == "mlp"]
-    mlp_models = {}
-    if mlp_items:
-        c0 = mlp_items[0][2]
-        res = train_mlp_denoiser(
-            [p[5] for p in mlp_items],
-            width=int(c0["mlp_width"]),
-            depth=int(c0["mlp_depth"]),
-            steps=int(c0["mlp_steps"]),
-            batch_size=int(c0["mlp_batch"]),
-            lr=float(c0["mlp_lr"]),
-            random_state=mlp_items[0][3],
-        )
-        for e, p in enumerate(mlp_items):
-            mlp_models[p[0]] = res.denoiser(e)
-
-    dae_items = [p for p in prepared if p[1].params["denoiser"] == "softmax_dae"]
+    prepared = [(task, *_prepare(task)) for task in tasks]
+    mlp = [(t, X) for t, _, X, _ in prepared if t.params["denoiser"] == "mlp"]
+    mlp_den = {}
+    if mlp:
+        res = _train_mlps(mlp, mlp[0][0].params)
+        mlp_den = {id(t): res.denoiser(e) for e, (t, _) in enumerate(mlp)}
+    dae = [(t, m, X) for t, m, X, _ in prepared if t.params["denoiser"] == "softmax_dae"]
     dae_bases = {}
-    if dae_items:
-        learned = _softmax_dae_bases([p[5] for p in dae_items], dae_items[0][4].dims, dae_items[0][2], dae_items[0][3])
-        dae_bases = {p[0]: B for p, B in zip(dae_items, learned)}
+    if dae:
+        learned = _softmax_dae_bases([X for *_, X in dae], dae[0][1].dims, dae[0][0].params, [_stream(t, 1) for t, *_ in dae])
+        dae_bases = {id(t): B for (t, *_), B in zip(dae, learned)}
 
-    for j, task, c, rng, model, X, x_T in prepared:
-        kind = task.params["denoiser"]
+    rows = []
+    for task, model, X, x_T in prepared:
+        p, kind = task.params, task.params["denoiser"]
         if kind == "closed_form":
             den = closed_form_denoiser(model)
         elif kind == "softmax_dae":
-            den = bases_denoiser(dae_bases[j])
+            den = bases_denoiser(dae_bases[id(task)])
         elif kind == "mlp":
-            den = mlp_models[j]
+            den = mlp_den[id(task)]
         elif kind == "empirical":
             den = empirical_denoiser(X)
         else:
             raise ValueError(f"denoiser must be one of {list(DENOISERS)}, got {kind!r}")
-        dtype = torch.float32 if kind == "mlp" else torch.float64
-        traj = rank_along_trajectory(
-            den, torch.as_tensor(x_T, dtype=dtype), sigmas=_sigmas(c), rtol=float(c["rtol"])
-        )
-        ranks = traj.ranks  # (S, n_samples)
-        bound = int(sum(model.dims))
+        traj = _trajectory(den, x_T, p, torch.float32 if kind == "mlp" else torch.float64)
+        mid = _mid_band(traj.sigma, p)
         near = _nearest_dims(model, traj.samples.astype(np.float64))
-        row: dict[str, Any] = {
-            "rank_bound": bound,
-            "rank_max": int(ranks.max()),
-            "rank_final": float(ranks[-1].mean()),
-            "rank_final_nearest_match": float(np.mean(ranks[-1] == near)),
-            "rank_ratio_mean": float(traj.rank_ratio.mean()),
-        }
-        for i, (s, r) in enumerate(zip(traj.sigma, traj.rank_ratio)):
+        row: dict[str, Any] = {"rank_bound": int(sum(model.dims)), **_rank_row(traj, model)}
+        row["energy_rank_final_nearest_match"] = float(np.mean(traj.energy_rank[-1] == near))
+        row["energy_rank_ratio_mid_min"] = float(traj.rank_ratio[mid].min()) if mid.any() else float("nan")
+        row["energy_rank_ratio_mid_mean"] = float(traj.rank_ratio[mid].mean()) if mid.any() else float("nan")
+        for i, s in enumerate(traj.sigma):
             row[f"sigma_{i}"] = float(s)
-            row[f"rank_ratio_{i}"] = float(r)
-        out[j] = row
-    return out  # type: ignore[return-value]
-
-
-def _ok(table):
-    return table[table["error"].fillna("") == ""] if "error" in table else table
+        rows.append(row)
+    return rows
 
 
 def plot_jacobian(table, config: Mapping[str, Any]):
-    """Rank ratio against SNR per denoiser, with the Lemma 2 bound ``sum_k d_k / n`` (paper Fig. 3b)."""
+    """Energy and threshold rank ratios against SNR = 1/sigma per denoiser, with the Lemma 2 bound (paper Fig. 3b)."""
     import matplotlib.pyplot as plt
 
-    c = _cfg(config, JAC_PARAMS)
-    ok = _ok(table)
-    S = int(c["n_steps"])
-    snr = 1.0 / _sigmas(c)[:S] ** 2
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    c = {**config.get("params", {}), **config}
+    tidy = jacobian_levels(table)
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6), sharey=True)
     styles = {"closed_form": "o-", "softmax_dae": "s--", "mlp": "^-", "empirical": "x:"}
-    for kind in [k for k in DENOISERS if k in set(ok["denoiser"])]:
-        rows = ok[ok["denoiser"] == kind]
-        cols = [f"rank_ratio_{i}" for i in range(S) if f"rank_ratio_{i}" in rows]
-        y = rows[cols].to_numpy(float)
-        mean, sd = y.mean(0), y.std(0)
-        ax.plot(snr[: len(cols)], mean, styles.get(kind, "o-"), ms=3, label=kind.replace("_", " "))
-        ax.fill_between(snr[: len(cols)], mean - sd, mean + sd, alpha=0.15)
-    K, d, n = int(c["K"]), int(c["d"]), int(c["n"])
-    ax.axhline(K * d / n, color="k", lw=0.8, ls="--", label="Lemma 2 bound sum d_k / n")
-    ax.axhline(d / n, color="0.5", lw=0.8, ls=":", label="d_k / n")
-    ax.set_xscale("log")
-    ax.set_xlabel("SNR = 1 / sigma^2")
-    ax.set_ylabel("numerical rank / n")
-    ax.set_title(f"Jacobian rank along Heun trajectories (n={n}, K={K}, d={d}, N={c['N']})", fontsize=9)
-    ax.legend(fontsize=7)
+    for ax, r in zip(axes, RANKS):
+        col = f"{r}_rank_ratio"
+        if col not in tidy:
+            continue
+        for kind in [k for k in DENOISERS if k in set(tidy["denoiser"])]:
+            g = tidy[tidy["denoiser"] == kind].groupby("level")
+            snr, mean, sd = g["snr"].mean().to_numpy(), g[col].mean().to_numpy(), g[col].std().fillna(0).to_numpy()
+            ax.plot(snr, mean, styles.get(kind, "o-"), ms=3, label=kind.replace("_", " "))
+            ax.fill_between(snr, mean - sd, mean + sd, alpha=0.15)
+        ax.axvspan(float(c.get("mid_snr_low", 0.2)), float(c.get("mid_snr_high", 5.0)), color="0.9", zorder=0,
+                   label="middle SNR band")
+        ax.set_xscale("log")
+        ax.set_xlabel("SNR = 1 / sigma")
+        ax.set_title({"energy": "energy rank (eq. 46, 0.99 of ||s||)", "threshold": "threshold rank (s > 1e-3 s_max)"}[r],
+                     fontsize=9)
+    ok = _ok(table)
+    if len(ok) and "rank_bound" in ok:
+        n = int(c.get("n", 48))
+        for ax in axes:
+            ax.axhline(float(ok["rank_bound"].max()) / n, color="k", lw=0.8, ls="--", label="Lemma 2 bound sum d_k / n")
+    axes[0].set_ylabel("numerical rank / n")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Jacobian rank along Heun trajectories (n={c.get('n')}, K={c.get('K')}, d={c.get('d')}, N={c.get('N')})",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def summarize_jacobian(table, config: Mapping[str, Any]) -> dict:
-    """Per denoiser: max rank seen, the bound, mean rank ratio, high-SNR nearest-dimension match."""
+    """Per denoiser: max ranks, mean and middle-band rank ratios, the bound, its violations."""
     ok = _ok(table)
     out: dict[str, Any] = {}
     for kind, rows in ok.groupby("denoiser"):
-        out[f"{kind}_rank_max"] = int(rows["rank_max"].max())
-        out[f"{kind}_rank_ratio_mean"] = float(rows["rank_ratio_mean"].mean())
-        out[f"{kind}_final_nearest_match"] = float(rows["rank_final_nearest_match"].mean())
+        for r in RANKS:
+            out[f"{kind}_{r}_rank_max"] = int(rows[f"{r}_rank_max"].max())
+        out[f"{kind}_energy_rank_ratio_mid_min"] = float(rows["energy_rank_ratio_mid_min"].min())
+        out[f"{kind}_energy_rank_ratio_mid_mean"] = float(rows["energy_rank_ratio_mid_mean"].mean())
+        out[f"{kind}_final_nearest_match"] = float(rows["energy_rank_final_nearest_match"].mean())
     if len(ok):
         out["rank_bound"] = int(ok["rank_bound"].max())
+        out["n"] = int(config.get("params", config).get("n", 48)) if isinstance(config, Mapping) else 48
+        out["rank_bound_ratio"] = out["rank_bound"] / out["n"]
     if "closed_form" in set(ok.get("denoiser", [])):
         cf = ok[ok["denoiser"] == "closed_form"]
-        out["closed_form_bound_violations"] = int((cf["rank_max"] > cf["rank_bound"]).sum())
+        out["closed_form_bound_violations"] = int((cf["energy_rank_max"] > cf["rank_bound"]).sum()
+                                                  + (cf["threshold_rank_max"] > cf["rank_bound"]).sum())
     return out
 
 
-# --------------------------------------------------------------------------- generalization
-GEN_PARAMS: dict[str, Any] = {
-    "n": 16,
-    "K": 2,
-    "noise_std": 0.0,
-    "M": 500,
-    "M_test": 500,
-    "width": 256,
-    "depth": 3,
-    "steps": 3000,
-    "batch_size": 128,
-    "lr": 2e-3,
-    "n_steps": 18,
-    "sigma_min": 0.002,
-    "sigma_max": 80.0,
-    "rho": 7.0,
-    "references": True,
-}
-GEN_QUICK: dict[str, Any] = {
-    "n": 8,
-    "M": 300,
-    "M_test": 300,
-    "width": 128,
-    "steps": 600,
-    "batch_size": 64,
-}
+def lemma2_mlp_claim(summary: Mapping[str, Any], factor: float = 2.5) -> bool:
+    """The Lemma 2 row's condition: closed form within the bound, trained MLP low rank in the middle band.
+
+    True when the closed form never exceeds ``sum_k d_k`` and the trained MLP's
+    smallest energy-rank ratio in the middle SNR band is at most ``factor`` times
+    the bound ratio ``sum_k d_k / n`` (an untrained MLP, near the identity of EDM's
+    skip connection plus a random map, is near full rank there).
+    """
+    return bool(summary["closed_form_bound_violations"] == 0
+                and summary["mlp_energy_rank_ratio_mid_min"] <= factor * summary["rank_bound_ratio"])
 
 
-def validate_generalization(config: Mapping[str, Any]) -> None:
-    """Check parameters before anything runs (``ValueError`` naming the argument)."""
-    from molrg.utils import check_int, check_real
+JACOBIAN = register(
+    Experiment(
+        name="molrg-jacobian-rank",
+        description="Energy and threshold rank of the denoiser's Jacobian vs SNR = 1/sigma along Heun trajectories "
+                    "(SPEC A9, Lemma 2, fig. 3b)",
+        run=run_jacobian,
+        parameters=JacobianParameters,
+        grid={"denoiser": list(DENOISERS)},
+        quick_grid={"denoiser": list(DENOISERS)},
+        quick_params=JAC_QUICK,
+        trials=3,
+        quick_trials=2,
+        chunk_by=None,
+        plot=plot_jacobian,
+        summarize=summarize_jacobian,
+        doc=__doc__,
+        family="molrg",
+    )
+)
 
-    c = _cfg(config, GEN_PARAMS)
-    n = check_int("n", c["n"], low=2)
-    K = check_int("K", c["K"], low=1)
-    for name in ("M", "M_test", "width", "depth", "steps", "batch_size", "n_steps"):
-        check_int(name, c[name], low=1)
-    check_real("lr", c["lr"], low=0.0, low_open=True)
-    check_real("noise_std", c["noise_std"], low=0.0)
-    for key in ("d", "N"):
-        vals = config.get(key, [])
-        for v in vals if isinstance(vals, (list, tuple, np.ndarray)) else [vals]:
-            v = check_int(key, v, low=1)
-            if key == "d" and K * v > n:
-                raise ValueError(f"d must satisfy K * d <= n = {n} (orthogonal subspaces), got d = {v} with K = {K}")
+
+# =========================================================================== Jacobian rank in training (figure 7)
+@dataclass(frozen=True, kw_only=True)
+class JacobianTrainingParameters(JacobianParameters):
+    denoiser: str = param("mlp", choices=("mlp",), help="always the MLP")
+    iterations: int = param(ge=1, help="training budget (Adam steps) of the MLP")
+    grad_points: int = param(24, ge=2, help="iterations at which the gradient norm is stored (log-spaced)")
+
+
+def run_jacobian_training(tasks: Sequence[Task]) -> list[dict]:
+    """Per task: an MLP trained for ``iterations`` steps (one batched model per chunk), its ranks and the closed form's."""
+    import torch
+
+    from molrg.sampling import closed_form_denoiser
+
+    prepared = [(task, *_prepare(task)) for task in tasks]
+    p0 = tasks[0].params
+    res = _train_mlps([(t, X) for t, _, X, _ in prepared], p0, track_grad_norm=True, steps=int(p0["iterations"]))
+    rows = []
+    for e, (task, model, X, x_T) in enumerate(prepared):
+        p = task.params
+        traj = _trajectory(res.denoiser(e), x_T, p, torch.float32)
+        cf = _trajectory(closed_form_denoiser(model), x_T, p, torch.float64)
+        mid = _mid_band(traj.sigma, p)
+        row: dict[str, Any] = {"rank_bound": int(sum(model.dims)), **_rank_row(traj, model)}
+        row.update({k: v for k, v in _rank_row(cf, model, "closed_form_").items() if "energy" in k})
+        row["energy_rank_ratio_mid_mean"] = float(traj.rank_ratio[mid].mean())
+        row["closed_form_energy_rank_ratio_mid_mean"] = float(cf.rank_ratio[mid].mean())
+        row["mid_gap"] = float(np.abs(traj.rank_ratio[mid] - cf.rank_ratio[mid]).mean())
+        for i, s in enumerate(traj.sigma):
+            row[f"sigma_{i}"] = float(s)
+        g = res.grad_norm_history[:, e]
+        its = np.unique(np.geomspace(1, len(g), int(p["grad_points"])).round().astype(int))
+        for k, it in enumerate(its):
+            row[f"grad_iter_{k}"] = int(it)
+            row[f"grad_norm_{k}"] = float(g[max(0, it - 20): it].mean())  # mean over the 20 steps up to it
+        row["grad_norm_final"] = float(g[-max(1, len(g) // 20):].mean())
+        row["train_loss"] = float(res.loss_history[-max(1, len(g) // 20):, e].mean())
+        rows.append(row)
+    return rows
+
+
+def plot_jacobian_training(table, config: Mapping[str, Any]):
+    """(a) MLP energy rank vs SNR per training budget, with the closed form; (b) gradient norm vs iterations (paper Fig. 7)."""
+    import matplotlib.pyplot as plt
+
+    c = {**config.get("params", {}), **config}
+    ok = _ok(table)
+    tidy = jacobian_levels(ok, keys=("iterations",))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    cmap = plt.get_cmap("viridis")
+    its = sorted(set(tidy["iterations"])) if len(tidy) else []
+    for j, it in enumerate(its):
+        g = tidy[tidy["iterations"] == it].groupby("level")
+        ax.plot(g["snr"].mean(), g["energy_rank_ratio"].mean(), "^-", ms=3, color=cmap(j / max(1, len(its) - 1)),
+                label=f"MLP, {it} iterations")
+    cf_cols = _level_columns(ok, "closed_form_energy_rank_ratio_")
+    if cf_cols:
+        snr = 1.0 / ok[_level_columns(ok, "sigma_")].to_numpy(float).mean(0)
+        ax.plot(snr, ok[cf_cols].to_numpy(float).mean(0), "ko--", ms=3, label="closed form (Lemma 2)")
+    ax.axvspan(float(c.get("mid_snr_low", 0.2)), float(c.get("mid_snr_high", 5.0)), color="0.9", zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("SNR = 1 / sigma")
+    ax.set_ylabel("energy rank / n")
+    ax.set_title("(a) Jacobian energy rank as training proceeds", fontsize=9)
+    ax.legend(fontsize=7)
+    if len(ok):
+        top = ok[ok["iterations"] == ok["iterations"].max()]
+        k_cols = _level_columns(top, "grad_iter_")
+        for _, r in top.iterrows():
+            x = [r[f"grad_iter_{k[len('grad_iter_'):]}"] for k in k_cols]
+            y = [r[f"grad_norm_{k[len('grad_iter_'):]}"] for k in k_cols]
+            bx.plot(x, y, "-", lw=1, alpha=0.8, label=f"trial {r['trial']}")
+    bx.set_xscale("log")
+    bx.set_yscale("log")
+    bx.set_xlabel("training iterations")
+    bx.set_ylabel("||grad of the loss||")
+    bx.set_title("(b) gradient norm of the loss (longest budget)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def summarize_jacobian_training(table, config: Mapping[str, Any]) -> dict:
+    """Per budget: mean middle-band gap to the closed form and mean MLP middle-band rank ratio; gradient norms."""
+    ok = _ok(table)
+    out: dict[str, Any] = {}
+    g = ok.groupby("iterations")
+    gaps = g["mid_gap"].mean()
+    for it, v in gaps.items():
+        out[f"mid_gap_{it}"] = float(v)
+        out[f"mlp_mid_rank_ratio_{it}"] = float(g["energy_rank_ratio_mid_mean"].mean()[it])
+        out[f"grad_norm_final_{it}"] = float(g["grad_norm_final"].mean()[it])
+    if len(gaps):
+        out["closed_form_mid_rank_ratio"] = float(ok["closed_form_energy_rank_ratio_mid_mean"].mean())
+        out["mid_gap_first"], out["mid_gap_last"] = float(gaps.iloc[0]), float(gaps.iloc[-1])
+        out["mid_gap_decreasing"] = bool(np.all(np.diff(gaps.to_numpy()) < 0))
+    return out
+
+
+def training_claim(summary: Mapping[str, Any], factor: float = 0.7) -> bool:
+    """The figure 7 row's condition: the middle-band gap to the closed form falls with every budget, by ``factor`` overall."""
+    return bool(summary["mid_gap_decreasing"] and summary["mid_gap_last"] <= factor * summary["mid_gap_first"])
+
+
+JACOBIAN_TRAINING = register(
+    Experiment(
+        name="molrg-jacobian-training",
+        description="Energy rank of a trained MLP's Jacobian vs SNR at several training budgets, and its gradient norm "
+                    "(SPEC A9, fig. 7)",
+        run=run_jacobian_training,
+        parameters=JacobianTrainingParameters,
+        grid={"iterations": [100, 300, 1000, 3000]},
+        quick_grid={"iterations": [30, 100, 400]},
+        quick_params={k: v for k, v in JAC_QUICK.items() if k != "dae_steps"},
+        trials=2,
+        quick_trials=1,
+        chunk_by=("iterations",),
+        plot=plot_jacobian_training,
+        summarize=summarize_jacobian_training,
+        doc=__doc__,
+        family="molrg",
+    )
+)
+
+
+# =========================================================================== generalization
+@dataclass(frozen=True, kw_only=True)
+class GeneralizationParameters(Parameters):
+    d: int = param(ge=1, help="subspace dimension")
+    N: int = param(ge=1, help="training samples")
+    n: int = param(16, ge=2, help="ambient dimension")
+    K: int = param(2, ge=1, help="number of subspaces")
+    noise_std: float = param(0.0, ge=0.0, help="noise standard deviation (SPEC A1)")
+    M: int = param(400, ge=1, help="generated samples per network")
+    M_test: int = param(400, ge=1, help="fresh true samples of the GL denominator")
+    width: int = param(128, ge=1, help="MLP hidden width")
+    depth: int = param(3, ge=1, help="MLP hidden layers")
+    steps: int = param(1500, ge=1, help="Adam steps")
+    batch_size: int = param(128, ge=1, help="mini-batch size")
+    lr: float = param(2e-3, gt=0.0, help="Adam learning rate")
+    n_steps: int = param(18, ge=1, help="Heun levels of the sampler")
+    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
+    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
+    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
+    references: bool = param(True, help="also score the closed-form and empirical denoisers")
+
+    def validate(self):
+        from molrg.utils import check_int
+
+        check_int("K * d", self.K * self.d, high=self.n)
+        if self.sigma_max <= self.sigma_min:
+            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}, got {self.sigma_max}")
+
+
+GEN_QUICK: dict[str, Any] = {"n": 8, "M": 300, "M_test": 300, "width": 128, "steps": 1000, "batch_size": 128}
 
 
 def _relative_residual(model, X):
@@ -302,53 +514,57 @@ def _relative_residual(model, X):
 
 
 def run_generalization(tasks: Sequence[Task]) -> list[dict]:
-    """GL of the MLP (one batched ensemble over the chunk's tasks) and of the two references."""
+    """GL of the MLP (one batched model over the chunk's tasks, a stream per network) and of the two references."""
+    import torch
+
     from molrg import MoLRG
     from molrg.generalization import generalization_score
     from molrg.mlp import train_mlp_denoiser
-    from molrg.sampling import closed_form_denoiser, empirical_denoiser, sample
+    from molrg.sampling import closed_form_denoiser, empirical_denoiser, sample, sample_heun
 
     if not tasks:
         return []
     prepared = []
     for task in tasks:
-        c = _cfg(task.params, GEN_PARAMS)
-        rng = task.rng
-        d, N, n, K = int(task.params["d"]), int(task.params["N"]), int(c["n"]), int(c["K"])
-        model = MoLRG.random(n, [d] * K, noise_std=float(c["noise_std"]), random_state=rng)
-        X, _ = model.sample(N, random_state=rng)
-        test, _ = model.sample(int(c["M_test"]), random_state=rng)
-        prepared.append((task, c, rng, model, X, test))
-    c0 = prepared[0][1]
-    for _, c, *_ in prepared[1:]:
-        if any(c[k] != c0[k] for k in ("n", "width", "depth", "steps", "batch_size", "lr")):
-            raise ValueError("the tasks of one chunk must share n, width, depth, steps, batch_size and lr")
-    sampler = dict(
-        steps=int(c0["n_steps"]), sigma_min=float(c0["sigma_min"]), sigma_max=float(c0["sigma_max"]), rho=float(c0["rho"])
-    )
+        p = task.params
+        rng = np.random.default_rng(_stream(task, 0))
+        model = MoLRG.random(int(p["n"]), [int(p["d"])] * int(p["K"]), noise_std=float(p["noise_std"]), random_state=rng)
+        X, _ = model.sample(int(p["N"]), random_state=rng)
+        test, _ = model.sample(int(p["M_test"]), random_state=rng)
+        prepared.append((task, rng, model, X, test))
+    p0 = tasks[0].params
+    for task in tasks[1:]:
+        if any(task.params[k] != p0[k] for k in ("n", "width", "depth", "steps", "batch_size", "lr", "M")):
+            raise ValueError("the tasks of one chunk must share n, width, depth, steps, batch_size, lr and M")
+    sig = _sigmas(p0)
     res = train_mlp_denoiser(
-        [p[4] for p in prepared],
-        width=int(c0["width"]),
-        depth=int(c0["depth"]),
-        steps=int(c0["steps"]),
-        batch_size=int(c0["batch_size"]),
-        lr=float(c0["lr"]),
-        random_state=prepared[0][2],
+        [X for _, _, _, X, _ in prepared],
+        width=int(p0["width"]),
+        depth=int(p0["depth"]),
+        steps=int(p0["steps"]),
+        batch_size=int(p0["batch_size"]),
+        lr=float(p0["lr"]),
+        random_state=[_stream(t, 1) for t in tasks],
     )
-    E, M, n = len(prepared), int(c0["M"]), int(c0["n"])
-    generated = sample(res.model, (E, M, n), random_state=prepared[0][2], **sampler).numpy()
+    M, n = int(p0["M"]), int(p0["n"])
+    # each network's sampler start from its own task's stream
+    x_T = np.stack([np.random.default_rng(_stream(t, 2)).standard_normal((M, n)) for t in tasks]) * float(sig[0])
+    with torch.no_grad():
+        generated = sample_heun(res.model, torch.as_tensor(x_T, dtype=torch.float32), sig).numpy()
+    sampler = dict(sigmas=sig, dtype=np.float64)
     rows = []
-    for e, (task, c, rng, model, X, test) in enumerate(prepared):
+    for e, (task, rng, model, X, test) in enumerate(prepared):
+        p = task.params
         row = {
-            "N_over_d": float(task.params["N"]) / float(task.params["d"]),
+            "N_over_d": float(p["N"]) / float(p["d"]),
             "gl_mlp": generalization_score(generated[e], X, test),
             "off_manifold": float(np.median(_relative_residual(model, generated[e]))),
-            "train_loss": float(res.losses[-max(1, res.losses.shape[0] // 20) :, e].mean()),
+            "train_loss": float(res.loss_history[-max(1, res.loss_history.shape[0] // 20):, e].mean()),
             "mlp_params": int(res.model.n_parameters()),
         }
-        if c["references"]:
-            cf = sample(closed_form_denoiser(model), (M, n), dtype=np.float64, random_state=rng, **sampler)
-            em = sample(empirical_denoiser(X), (M, n), dtype=np.float64, random_state=rng, **sampler)
+        if p["references"]:
+            cf = sample(closed_form_denoiser(model), (M, n), random_state=rng, **sampler)
+            em = sample(empirical_denoiser(X), (M, n), random_state=rng, **sampler)
             row["gl_closed_form"] = generalization_score(cf, X, test)
             row["gl_empirical"] = generalization_score(em, X, test)
         rows.append(row)
@@ -369,18 +585,46 @@ def plot_generalization(table, config: Mapping[str, Any]):
         ax.axhline(ok["gl_closed_form"].mean(), color="k", ls="--", lw=0.9, label="closed-form posterior mean")
     if "gl_empirical" in ok:
         ax.axhline(ok["gl_empirical"].mean(), color="0.4", ls=":", lw=0.9, label="empirical optimal denoiser")
+    ax.axhline(0.5, color="0.7", lw=0.6)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("N / d")
     ax.set_ylabel("GL score")
-    c = _cfg(config, GEN_PARAMS)
-    ax.set_title(f"Memorization to generalization (n={c['n']}, K={c['K']}, MLP width {c['width']})", fontsize=9)
+    c = {**config.get("params", {}), **config}
+    ax.set_title(f"Memorization to generalization (n={c.get('n')}, K={c.get('K')}, MLP width {c.get('width')})", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
+def collapse_check(table) -> dict:
+    """The collapse of GL onto one curve in ``N/d`` (paper Fig. 5a), as numbers.
+
+    Per ``d``: the first ``N/d`` of the grid where the mean GL reaches 0.5, its index in
+    the grid of ``N/d`` ratios (``log2``, the grid being powers of 2), and the range of
+    GL.  ``half_spread_steps`` is the spread of those indices across ``d`` (the claim:
+    at most one grid step); ``gl_min``/``gl_max`` the extreme mean GL (claim: in
+    ``[0, 1.3]``).
+    """
+    ok = _ok(table)
+    out: dict[str, Any] = {}
+    steps = []
+    lo, hi = np.inf, -np.inf
+    for d, rows in ok.groupby("d"):
+        g = rows.groupby("N_over_d")["gl_mlp"].mean().sort_index()
+        lo, hi = min(lo, float(g.min())), max(hi, float(g.max()))
+        above = g[g >= 0.5]
+        r = float(above.index[0]) if len(above) else float("nan")
+        out[f"N_over_d_half_d{d}"] = r
+        if len(above):
+            steps.append(np.log2(r))
+    out["half_spread_steps"] = float(np.ptp(steps)) if len(steps) == ok["d"].nunique() and steps else float("inf")
+    out["gl_min"], out["gl_max"] = float(lo), float(hi)
+    out["collapse"] = bool(out["half_spread_steps"] <= 1.0 and lo >= 0.0 and hi <= 1.3)
+    return out
+
+
 def summarize_generalization(table, config: Mapping[str, Any]) -> dict:
-    """Per d: mean GL at each N, its Spearman correlation with N, the N/d where GL first reaches 0.5."""
+    """Per d: mean GL at each N and its Spearman correlation with N; the collapse check; the references."""
     from scipy.stats import spearmanr
 
     ok = _ok(table)
@@ -391,49 +635,28 @@ def summarize_generalization(table, config: Mapping[str, Any]) -> dict:
             out[f"gl_d{d}_N{N}"] = float(v)
         if len(g) >= 2:
             out[f"spearman_d{d}"] = float(spearmanr(g.index.to_numpy(), g.to_numpy())[0])
-        above = g[g >= 0.5]
-        out[f"N_over_d_half_d{d}"] = float(above.index[0] / d) if len(above) else float("nan")
+    out.update(collapse_check(ok))
     for ref in ("gl_closed_form", "gl_empirical"):
         if ref in ok:
             out[f"{ref}_mean"] = float(ok[ref].mean())
     return out
 
 
-JACOBIAN = register(
-    Experiment(
-        name="molrg-jacobian-rank",
-        description="Numerical rank of the denoiser's Jacobian vs SNR along Heun trajectories (SPEC A9, Lemma 2, fig. 3b)",
-        run=run_jacobian,
-        grid={"denoiser": list(DENOISERS)},
-        quick_grid={"denoiser": list(DENOISERS)},
-        params=JAC_PARAMS,
-        quick_params=JAC_QUICK,
-        trials=5,
-        quick_trials=2,
-        chunk_by=None,
-        plot=plot_jacobian,
-        summarize=summarize_jacobian,
-        validate=validate_jacobian,
-        doc=__doc__,
-        family="molrg",
-    )
-)
-
 GENERALIZATION = register(
     Experiment(
         name="molrg-generalization",
-        description="GL score of an MLP denoiser vs N/d for several d, with closed-form and empirical references (SPEC A9, fig. 5a)",
+        description="GL score of an MLP denoiser vs N/d for several d, with closed-form and empirical references "
+                    "(SPEC A9, fig. 5a)",
         run=run_generalization,
+        parameters=GeneralizationParameters,
         grid={"d": [2, 4, 8], "N": [2, 4, 8, 16, 32, 64, 128, 256]},
-        quick_grid={"d": [2, 4], "N": [2, 8, 32, 128]},
-        params=GEN_PARAMS,
+        quick_grid={"d": [2, 4], "N": [2, 8, 32]},
         quick_params=GEN_QUICK,
-        trials=3,
+        trials=2,
         quick_trials=1,
         chunk_by=("d",),
         plot=plot_generalization,
         summarize=summarize_generalization,
-        validate=validate_generalization,
         doc=__doc__,
         family="molrg",
     )
