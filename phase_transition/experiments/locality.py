@@ -469,7 +469,7 @@ def _plot_tradeoff(table, config):
                 continue
             ax.errorbar(st["r"], st["mean"], yerr=st["std"].fillna(0), ls=ls, color=c, marker=".", capsize=2,
                         label=f"N={N}, {method} (exact)")
-            sm = _mean_std(ok[(ok["N"] == N) & (ok["method"] == method)], ["r"], "rel_error_sampled").dropna()
+            sm = _mean_std(ok[(ok["N"] == N) & (ok["method"] == method)], ["r"], "rel_error_sampled").dropna(subset=["mean"])
             if len(sm):
                 ax.plot(sm["r"], sm["mean"], ls="none", marker="x" if method == "marginal" else "+", color=c)
         ax.axhline(ok.loc[ok["N"] == N, "rel_error_nonlocal"].mean(), color=c, ls=":", lw=1)
