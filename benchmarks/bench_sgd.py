@@ -1,4 +1,10 @@
-"""Batched SGD versus a per-problem loop (issue 3, SPEC A7).
+"""Batched SGD: kernel rate against the GEMM rate, experiment cost before/after, batched vs loop (issues 3, 16).
+
+First the float32 GEMM rate and the SGD kernel's rate (CPU time, n = 48 and 768,
+hardmax and softmax: issue 16's target is >= 10% of the GEMM rate at n = 768).
+With ``--experiments D`` it then runs one chunk (d = D, every N, 20 trials) of each
+SGD experiment in today's configuration and in the configuration it replaced, in
+one run, and prints the CPU times and their ratio.
 
 Trains B independent MoLRG problems (n = 48, K = 2, d = 4, hardmax, 1500 steps,
 default settings) once as one batch and once as a Python loop calling the same
@@ -29,11 +35,61 @@ from molrg.sgd import train_dae
 
 
 def make_problems(B, n=48, dims=(4, 4), N=40, seed=0):
+    """B noiseless MoLRG training sets (N, n), one model per problem."""
     X = np.empty((B, N, n))
     for b in range(B):
         model = MoLRG.random(n, dims, random_state=seed + b)
         X[b] = model.sample(N, random_state=seed + 10_000 + b)[0]
     return X
+
+
+def gemm_rate(n=768, repeats=5):
+    """Single-call float32 GEMM rate (GFLOP/s) of an n x n by n x n product on this torch/thread setting."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def kernel_rate(n, parameterization, B=64, steps=30, d=4, K=2, batch_size=32):
+    """CPU microseconds per problem-step of train_dae (float32, spectral start excluded) and its GFLOP/s.
+
+    The flop count is that of the five batched products of one step, 2 * 5 * batch_size * n * K d per problem.
+    """
+    X = make_problems(B, n=n, dims=(d,) * K, N=8 * K * d).astype(np.float32)
+    kw = dict(parameterization=parameterization, init="random", batch_size=batch_size, random_state=list(range(B)))
+    train_dae(X, (d,) * K, steps=2, **kw)  # warm-up
+    t0 = time.process_time()
+    train_dae(X, (d,) * K, steps=steps, **kw)
+    t1 = time.process_time()
+    train_dae(X, (d,) * K, steps=0, **kw)  # start and bookkeeping only
+    t2 = time.process_time()
+    per = ((t1 - t0) - (t2 - t1)) / (B * steps)
+    return per * 1e6, 2 * 5 * batch_size * n * K * d / per / 1e9
+
+
+# (experiment, label, parameters) of one chunk: the previous configuration first, then today's
+_COST_CASES = (
+    ("molrg-sgd", "previous molrg-sgd / -vs-kss: hardmax, spectral start, 1500 steps", dict(parameterization="hardmax", init="spectral", steps=1500)),
+    ("molrg-sgd", "molrg-sgd: softmax, start near the truth, 300 steps", {}),
+    ("molrg-sgd-spectral", "molrg-sgd-spectral: softmax, spectral, 100 + 50 exact steps, + K-subspaces", {}),
+    ("molrg-sgd-single", "previous molrg-sgd-single: 1500 steps", dict(steps=1500)),
+    ("molrg-sgd-single", "molrg-sgd-single: 500 steps", {}),
+)
+
+
+def experiment_costs(d):
+    """CPU seconds of one chunk (d, all N, 20 trials) per configuration, measured in one run."""
+    from phase_transition import run_grid
+
+    for name, label, params in _COST_CASES:
+        t0 = time.process_time()
+        df = run_grid(name, grid={"d": [d]}, params=params, cache_dir=None, progress=False)
+        print(f"{label}: d = {d}, {len(df)} problems, {time.process_time() - t0:.1f} s CPU", flush=True)
 
 
 def main(argv=None):
@@ -44,8 +100,22 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--panel", action="store_true", help="run the registered molrg-sgd default grid instead of extrapolating")
     ap.add_argument("--jobs", type=int, default=2, help="workers for --panel (joblib)")
+    ap.add_argument("--rates-only", action="store_true", help="only the kernel rate against the GEMM rate")
+    ap.add_argument("--experiments", type=int, default=0, metavar="D",
+                    help="CPU time of one chunk (d = D) of each SGD experiment, today's configuration and the previous one")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    peak = gemm_rate(768)
+    print(f"float32 GEMM rate (768 x 768 x 768, {torch.get_num_threads()} thread(s), CPU time): {peak:.1f} GFLOP/s")
+    for n in (48, 768):
+        for par in ("hardmax", "softmax"):
+            us, rate = kernel_rate(n, par)
+            print(f"SGD kernel n={n:4d} {par:8s}: {us:7.1f} us per problem-step (CPU), {rate:5.2f} GFLOP/s = "
+                  f"{100 * rate / peak:4.1f}% of the GEMM rate")
+    if args.experiments:
+        experiment_costs(args.experiments)
+    if args.rates_only:
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; n=48, K=2, d=4, N=40, hardmax, random init")
 
     X = make_problems(args.B)

@@ -189,25 +189,25 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(f"{_P}, figure 8 (SGD)", "SGD on the softmax DAE (eq. 9) from the paper's start near the truth (eq. 48; it "
           "USES the true bases), K = 3: success far above N = 3 d. Below the boundary the start lets SGD keep directions "
           "the data do not determine, so it succeeds in some cells where the oracle cannot (setup: n = 48, 20 trials, "
-          "500 steps of batch 32, perturbation 0.5)",
+          "300 steps of batch 32, perturbation 0.5)",
           ("tests/test_molrg_experiments.py::test_three_components_paper_sgd",
            "tests/test_molrg_experiments.py::test_three_components_sgd_claim_fails_without_training"),
           "quick grid: >= 0.9 for N >= 4 K d, 0 for N < d, start alone 0 everywhere; steps=0: fails", "molrg-sgd-k3", _sgd),
     Claim(f"{_P}, figure 8 (SGD, truth-free)", "SGD on the softmax DAE from the spectral start (no truth), K = 3: "
           "phase transition at N = 3 d, never below its start, median error of successes <= 1e-4 (setup: as figure 8, "
-          "200 steps then 50 exact full-batch steps)",
+          "100 steps then 50 exact full-batch steps)",
           ("tests/test_molrg_experiments.py::test_three_components_boundary", "tests/test_molrg_experiments.py::test_spectral_sgd_k3_keeps_its_start"),
           "quick grid: 0 for N < K d, >= 0.9 for N >= 4 K d; 0 cells below the start; median error <= 1e-4",
           "molrg-sgd-k3-spectral", _sgd),
     Claim(f"{_P}, figure 4c", "SGD on the softmax DAE (eq. 9) from the paper's start near the truth (eq. 48; it USES "
-          "the true bases), K = 2: phase transition at N = K d (setup: n = 48, 20 trials, 500 steps of batch 32, "
+          "the true bases), K = 2: phase transition at N = K d (setup: n = 48, 20 trials, 300 steps of batch 32, "
           "perturbation 0.5)",
           ("tests/test_molrg_experiments.py::test_paper_sgd_recovers_above_k_d",
            "tests/test_molrg_experiments.py::test_paper_sgd_claim_fails_without_training"),
           "success 0 for N < K d, >= 0.9 for N >= 4 K d, start alone 0 everywhere; steps=0: fails", "molrg-sgd", _sgd),
     Claim(f"{_P}, figure 4c (truth-free) and Theorem 3 in practice", "SGD on the softmax DAE from the spectral start "
           "never undoes its start (no cell below it, median error of successes <= 1e-4) and succeeds or fails on the "
-          "same data sets as K-subspaces (setup: as figure 4c, 200 steps then 50 exact full-batch steps)",
+          "same data sets as K-subspaces (setup: as figure 4c, 100 steps then 50 exact full-batch steps)",
           ("tests/test_sgd.py::test_k2_hardmax_agrees_with_k_subspaces",
            "tests/test_molrg_experiments.py::test_spectral_sgd_keeps_its_start_and_agrees_with_kss",
            "tests/test_molrg_experiments.py::test_spectral_sgd_claim_fails_without_the_exact_phase"),

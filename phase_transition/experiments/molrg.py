@@ -45,8 +45,8 @@ _N_K1 = list(range(1, 33))
 # SGD budgets (measured in benchmarks/README.md, "SGD experiments"): steps of the paper's runs, of the
 # truth-free runs (then the exact phase), and of the quick grids
 _STEPS_SINGLE = 500
-_STEPS_PAPER = 500
-_STEPS_SPECTRAL = 200
+_STEPS_PAPER = 300
+_STEPS_SPECTRAL = 100
 _EXACT_STEPS = 50
 _STEPS_QUICK = 300
 _STEPS_QUICK_SPECTRAL = 100
