@@ -90,7 +90,8 @@ def _section(exp, table, summary, mode: str, folder: Path | None = None, saved: 
     ]
     lines += [f"| {k} | {format_value(v)} |" for k, v in summary.items()]
     lines += ["", f"Regenerate: `phase-transition run {exp.name}{flag}{seed_flag} --out {out_dir}` "
-              f"(table `{exp.name}.csv`, configuration `{exp.name}.json`).", ""]
+              f"(table `{exp.name}.csv`, configuration and timings `{exp.name}.json`); "
+              f"figure alone from the table: `phase-transition plot {exp.name} --from {out_dir}`.", ""]
     return "\n".join(lines)
 
 
