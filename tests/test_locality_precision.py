@@ -85,3 +85,14 @@ def test_check_precision_rejects_bad_matrices():
     with pytest.raises(ValueError, match="square"):
         check_precision(np.ones((2, 3)))
     assert condition_number(np.diag([1.0, 4.0])) == pytest.approx(4.0, rel=1e-14)
+
+
+def test_coupling_bounds_kappa_at_every_d():
+    # kappa(P_0) <= ((hi / lo) (1 + c) / (1 - c))^2 whatever d (the offdiag_scale knob grows with d instead)
+    bound = (3.0 * 1.8 / 0.2) ** 2
+    for d in (50, 400, 1600):
+        assert condition_number(random_banded_precision(d, 4, coupling=0.8, random_state=d)) <= bound
+    with pytest.raises(ValueError, match="not both"):
+        random_banded_precision(10, 2, offdiag_scale=1.0, coupling=0.5)
+    with pytest.raises(ValueError, match="coupling"):
+        random_banded_precision(10, 2, coupling=1.0)
