@@ -21,7 +21,7 @@
 
 ``molrg-jacobian-training`` (the paper's Figure 7)
     The MLP of ``molrg-jacobian-rank`` trained for several budgets (grid key
-    ``iterations``), its energy rank against SNR on the same trajectories as the
+    ``mlp_steps``, the Adam steps of each run), its energy rank against SNR on the same trajectories as the
     closed form's, and the gradient norm of its loss against iterations.  The claim:
     as training proceeds, the MLP's rank in the middle SNR band approaches the
     closed form's (``mid_gap``, the mean absolute difference of the rank ratios in
@@ -354,19 +354,18 @@ JACOBIAN = register(
 @dataclass(frozen=True, kw_only=True)
 class JacobianTrainingParameters(JacobianParameters):
     denoiser: str = param("mlp", choices=("mlp",), help="always the MLP")
-    iterations: int = param(ge=1, help="training budget (Adam steps) of the MLP")
     grad_points: int = param(24, ge=2, help="iterations at which the gradient norm is stored (log-spaced)")
 
 
 def run_jacobian_training(tasks: Sequence[Task]) -> list[dict]:
-    """Per task: an MLP trained for ``iterations`` steps (one batched model per chunk), its ranks and the closed form's."""
+    """Per task: an MLP trained for ``mlp_steps`` steps (one batched model per chunk), its ranks and the closed form's."""
     import torch
 
     from molrg.sampling import closed_form_denoiser
 
     prepared = [(task, *_prepare(task)) for task in tasks]
     p0 = tasks[0].params
-    res = _train_mlps([(t, X) for t, _, X, _ in prepared], p0, track_grad_norm=True, steps=int(p0["iterations"]))
+    res = _train_mlps([(t, X) for t, _, X, _ in prepared], p0, track_grad_norm=True)
     rows = []
     for e, (task, model, X, x_T) in enumerate(prepared):
         p = task.params
@@ -397,12 +396,12 @@ def plot_jacobian_training(table, config: Mapping[str, Any]):
 
     c = {**config.get("params", {}), **config}
     ok = _ok(table)
-    tidy = jacobian_levels(ok, keys=("iterations",))
+    tidy = jacobian_levels(ok, keys=("mlp_steps",))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     cmap = plt.get_cmap("viridis")
-    its = sorted(set(tidy["iterations"])) if len(tidy) else []
+    its = sorted(set(tidy["mlp_steps"])) if len(tidy) else []
     for j, it in enumerate(its):
-        g = tidy[tidy["iterations"] == it].groupby("level")
+        g = tidy[tidy["mlp_steps"] == it].groupby("level")
         ax.plot(g["snr"].mean(), g["energy_rank_ratio"].mean(), "^-", ms=3, color=cmap(j / max(1, len(its) - 1)),
                 label=f"MLP, {it} iterations")
     cf_cols = _level_columns(ok, "closed_form_energy_rank_ratio_")
@@ -416,7 +415,7 @@ def plot_jacobian_training(table, config: Mapping[str, Any]):
     ax.set_title("(a) Jacobian energy rank as training proceeds", fontsize=9)
     ax.legend(fontsize=7)
     if len(ok):
-        top = ok[ok["iterations"] == ok["iterations"].max()]
+        top = ok[ok["mlp_steps"] == ok["mlp_steps"].max()]
         k_cols = _level_columns(top, "grad_iter_")
         for _, r in top.iterrows():
             x = [r[f"grad_iter_{k[len('grad_iter_'):]}"] for k in k_cols]
@@ -435,7 +434,7 @@ def summarize_jacobian_training(table, config: Mapping[str, Any]) -> dict:
     """Per budget: mean middle-band gap to the closed form and mean MLP middle-band rank ratio; gradient norms."""
     ok = _ok(table)
     out: dict[str, Any] = {}
-    g = ok.groupby("iterations")
+    g = ok.groupby("mlp_steps")
     gaps = g["mid_gap"].mean()
     for it, v in gaps.items():
         out[f"mid_gap_{it}"] = float(v)
@@ -460,12 +459,12 @@ JACOBIAN_TRAINING = register(
                     "(SPEC A9, fig. 7)",
         run=run_jacobian_training,
         parameters=JacobianTrainingParameters,
-        grid={"iterations": [100, 300, 1000, 3000]},
-        quick_grid={"iterations": [30, 100, 400]},
-        quick_params={k: v for k, v in JAC_QUICK.items() if k != "dae_steps"},
+        grid={"mlp_steps": [100, 300, 1000, 3000]},
+        quick_grid={"mlp_steps": [30, 100, 400]},
+        quick_params={k: v for k, v in JAC_QUICK.items() if k not in ("dae_steps", "mlp_steps")},
         trials=2,
         quick_trials=1,
-        chunk_by=("iterations",),
+        chunk_by=("mlp_steps",),
         plot=plot_jacobian_training,
         summarize=summarize_jacobian_training,
         doc=__doc__,
