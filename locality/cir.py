@@ -1,8 +1,8 @@
-"""The Cox-Ingersoll-Ross time series of the locality paper (SPEC B5, paper section 4.2).
+r"""The Cox-Ingersoll-Ross time series of the locality paper (SPEC B5, paper section 4.2).
 
 The CIR model
 
-.. math::  dX_t = a (b - X_t)\\,dt + \\sigma \\sqrt{X_t}\\, dW_t
+.. math::  dX_t = a (b - X_t)\,dt + \sigma \sqrt{X_t}\, dW_t
 
 sampled every ``dt`` (``D`` in the SPEC) time units gives a stationary, positive,
 short-memory time series: the target of the localized neural score of

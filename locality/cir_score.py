@@ -69,11 +69,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -707,7 +707,7 @@ class LocalizedDiffusion:
         self.device = device
         self.random_state = random_state
 
-    def fit(self, X: Any) -> "LocalizedDiffusion":
+    def fit(self, X: Any) -> LocalizedDiffusion:
         """Train on ``X`` of shape ``(n_series, length)`` (``length >= 2 radius + 1``); returns ``self``."""
         radius = _check_radius(self.radius)
         X = check_matrix("X", X, ndim=2, dtype=np.float64)

@@ -29,12 +29,10 @@ sample).  Writing ``c_t = 1 / (1 + sigma_t^2)``:
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
-from .posterior import posterior_logits_from_norms
-from .posterior import posterior_mean_from_bases
+from .posterior import posterior_logits_from_norms, posterior_mean_from_bases
 from .utils import check_choice, check_dims, orthonormalize
 
 __all__ = ["BasesDAE", "SingleDAE", "SoftmaxDAE", "HardmaxDAE", "make_denoiser", "PARAMETERIZATIONS"]

@@ -32,8 +32,9 @@ relative accuracy ~1e-10) of the uniform density otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -34,9 +34,26 @@ import numpy as np
 import torch
 
 from .denoisers import PARAMETERIZATIONS, make_denoiser
-from .loss import _expected_loss_and_grad, _loss_and_grad_bases, _times_from_uniform, closed_form_loss, get_weighting, loss_coefficients, time_range
+from .loss import (
+    _expected_loss_and_grad,
+    _loss_and_grad_bases,
+    _times_from_uniform,
+    closed_form_loss,
+    get_weighting,
+    loss_coefficients,
+    time_range,
+)
 from .schedules import get_schedule
-from .utils import check_batch, check_choice, check_dims, check_int, check_real, orthonormalize, problem_generators, random_orthonormal
+from .utils import (
+    check_batch,
+    check_choice,
+    check_dims,
+    check_int,
+    check_real,
+    orthonormalize,
+    problem_generators,
+    random_orthonormal,
+)
 
 __all__ = ["train_dae", "DAEResult", "problem_generators", "INITS", "LR_SCHEDULES"]
 

@@ -10,8 +10,9 @@ a claim whose experiment did not run says so instead of showing a number.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Claim", "CLAIMS", "claims_table", "measured_text"]
 

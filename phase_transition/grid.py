@@ -37,6 +37,7 @@ Concurrent runs and read-only folders
     is a ``ValueError`` before any work.
 
 Parameters
+----------
     With typed parameters (``Experiment.parameters``, see
     :mod:`phase_transition.params`) :func:`plan_grid` builds and validates one
     instance per grid point before any chunk runs; ``Task.params`` is that
@@ -62,9 +63,10 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

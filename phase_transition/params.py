@@ -295,7 +295,7 @@ class Parameters(Mapping):
         """``{name: value}`` of every field."""
         return {name: getattr(self, name) for name in parameter_specs(type(self))}
 
-    def replace(self, **changes) -> "Parameters":
+    def replace(self, **changes) -> Parameters:
         """A validated copy with some fields changed (:func:`dataclasses.replace`)."""
         return dataclasses.replace(self, **changes)
 

@@ -15,7 +15,7 @@ recomputation), so ``phase-transition plot NAME --from DIR`` rebuilds it.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd

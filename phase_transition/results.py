@@ -24,8 +24,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> bool:
 
 
 def _json_default(obj: Any) -> Any:
-    """numpy scalars and arrays as plain numbers and lists; anything else as text."""
+    """Numpy scalars and arrays as plain numbers and lists; anything else as text."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return str(obj)

@@ -40,8 +40,9 @@ of 128, 1000 sampler steps), three trials per cell, two training-set sizes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -183,7 +184,8 @@ def plot(table, config: Mapping[str, Any]):
     """Paper figure 3: per r, the marginal histogram (generated, training, Gamma density) and the
     autocorrelation (generated, training, ``exp(-a h dt)``), for the largest training set, trials
     averaged; right column: lag-1 autocorrelation and W1 against r (mean and spread over trials) for
-    every training-set size, beside the training data's own values."""
+    every training-set size, beside the training data's own values.
+    """
     import matplotlib.pyplot as plt
 
     from locality.cir import cir_autocorrelation, cir_stationary
@@ -247,7 +249,8 @@ def plot(table, config: Mapping[str, Any]):
 
 def summarize(table, config: Mapping[str, Any]) -> dict:
     """Headline numbers per training-set size and radius: lag-1 autocorrelation and W1 (mean and
-    spread over trials), against the training data's own values and the exact references."""
+    spread over trials), against the training data's own values and the exact references.
+    """
     c = _p(config)
     ok = _ok(table)
     out: dict[str, Any] = {"acf_lag1_exact": float(np.exp(-c["a"] * c["dt"]))}
