@@ -129,12 +129,13 @@ def sparse_knn_affinity(Z: np.ndarray, qs) -> dict[int, sp.csr_matrix]:
         ok[:, c] &= ~(ind[:, :c] == ind[:, c : c + 1]).any(1)
     rank = np.cumsum(ok, 1)
     out = {}
+    rows = np.arange(N)
     for q in sorted({int(v) for v in qs}):
-        keep = ok & (rank <= q)
-        rows = np.broadcast_to(np.arange(N)[:, None], ind.shape)[keep]
-        cols = ind[keep]
-        w = np.abs(np.einsum("ij,ij->i", Zn[rows], Zn[cols]))
-        A = sp.csr_matrix((w, (rows, cols)), shape=(N, N))
+        nbr = ind[ok & (rank <= q)].reshape(N, q)  # exactly q per row, nearest first
+        w = np.empty(nbr.shape, dtype=Zn.dtype)
+        for c in range(q):  # one (N, r) gather at a time: memory O(N (q + r)), not O(N q r)
+            w[:, c] = np.abs(np.einsum("ij,ij->i", Zn, Zn[nbr[:, c]]))
+        A = sp.csr_matrix((w.ravel(), (np.repeat(rows, q), nbr.ravel())), shape=(N, N))
         out[q] = (0.5 * (A + A.T)).tocsr()
     return out
 
