@@ -1,11 +1,11 @@
-"""Symmetric banded matrices: storage and the three kernels the locality package needs (SPEC B1-B3).
+r"""Symmetric banded matrices: storage and the three kernels the locality package needs (SPEC B1-B3).
 
 Storage is LAPACK's lower symmetric band layout, as used by
 :func:`scipy.linalg.cholesky_banded` (``lower=True``) and
 :func:`scipy.linalg.solveh_banded`: for a symmetric ``d x d`` matrix ``A`` with
 half-width ``u`` (``A[i, j] = 0`` for ``|i - j| > u``),
 
-.. math::  \\mathrm{data}[k, j] = A[j + k, j], \\qquad 0 \\le k \\le u,\\ 0 \\le j < d - k,
+.. math::  \mathrm{data}[k, j] = A[j + k, j], \qquad 0 \le k \le u,\ 0 \le j < d - k,
 
 so ``data`` has shape ``(u + 1, d)`` (the unused tail ``data[k, d - k:]`` holds 0).
 A leading batch axis ``(n, u + 1, d)`` stacks independent matrices of one shape.
@@ -104,7 +104,7 @@ class BandedMatrix:
     def shape(self) -> tuple[int, ...]:
         return self.batch_shape + (self.d, self.d)
 
-    def __getitem__(self, index) -> "BandedMatrix":
+    def __getitem__(self, index) -> BandedMatrix:
         """Select from the batch axis (only for a batched matrix)."""
         if not self.batch_shape:
             raise TypeError("only a batched BandedMatrix (data of shape (n, u + 1, d)) can be indexed")
@@ -112,7 +112,7 @@ class BandedMatrix:
 
     # ------------------------------------------------------------------ conversions
     @classmethod
-    def from_dense(cls, A: Any, half_width: int | None = None) -> "BandedMatrix":
+    def from_dense(cls, A: Any, half_width: int | None = None) -> BandedMatrix:
         """The band ``|i - j| <= u`` of a symmetric (stack of) dense matrices (lower triangle read).
 
         ``half_width=None`` keeps every nonzero diagonal (the exact bandwidth).
@@ -159,7 +159,7 @@ class BandedMatrix:
             return np.zeros(self.batch_shape + (max(self.d - k, 0),))
         return self.data[..., k, : self.d - k]
 
-    def with_half_width(self, u: int) -> "BandedMatrix":
+    def with_half_width(self, u: int) -> BandedMatrix:
         """The same matrix stored with half-width ``u`` (truncated, or padded with zero diagonals)."""
         u = int(u)
         if not 0 <= u <= self.d - 1:

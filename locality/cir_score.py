@@ -465,8 +465,8 @@ class LocalScoreFit:
         with torch.no_grad():
             for start in range(0, n_series, batch_size):
                 shape = (min(batch_size, n_series - start), length)
-                x = torch.stack([torch.randn(shape, generator=torch_generator(g, device=device), device=device,
-                                             dtype=dtype) for g in rngs])
+                x = torch.stack([torch.randn(shape, generator=torch_generator(g, device=device), device=device,  # type: ignore[arg-type]
+                                             dtype=dtype) for g in rngs])  # type: ignore[arg-type]
                 Z = sample_ddpm_discrete(self.network._forward, x, self.schedule, steps=idx, prediction="eps",
                                          variance=variance, random_state=rngs)
                 out.append(Z.cpu().numpy().astype(np.float64))

@@ -1,11 +1,11 @@
-"""The OU forward process and the decay of locality along it (SPEC B2, paper Theorem 2.1, figure 1).
+r"""The OU forward process and the decay of locality along it (SPEC B2, paper Theorem 2.1, figure 1).
 
 Under ``dX = -X dt + sqrt(2) dW`` started at ``N(0, Sigma_0)``,
 ``Sigma_t = e^{-2t} Sigma_0 + (1 - e^{-2t}) I`` and the score is ``-P_t x`` with
 ``P_t = Sigma_t^{-1}``.  One eigendecomposition ``P_0 = Q diag(lam) Q^T`` serves
 every ``t``:
 
-.. math::  P_t = Q \\, \\mathrm{diag}\\big(\\lambda / (e^{-2t} + (1 - e^{-2t}) \\lambda)\\big) Q^T,
+.. math::  P_t = Q \, \mathrm{diag}\big(\lambda / (e^{-2t} + (1 - e^{-2t}) \lambda)\big) Q^T,
 
 which never inverts anything (and stays accurate for ill-conditioned ``P_0``).
 
@@ -15,8 +15,8 @@ and the effective radius ``r_eff(t) = max {r : m_r(t) >= eps m_0(t)}`` (paper eq
 Banded path (any ``d``, used whenever ``P0`` is a :class:`~locality.banded.BandedMatrix`).
 With ``e = e^{-2t}`` and the banded ``A_t = e I + (1 - e) P_0``,
 
-.. math::  \\Sigma_t = P_0^{-1} A_t, \\qquad P_t = A_t^{-1} P_0, \\qquad
-           \\Sigma_t = e \\, P_0^{-1} + (1 - e) I,
+.. math::  \Sigma_t = P_0^{-1} A_t, \qquad P_t = A_t^{-1} P_0, \qquad
+           \Sigma_t = e \, P_0^{-1} + (1 - e) I,
 
 so the band of ``P_t`` up to half-width ``R`` is the band of the product of the
 band of ``A_t^{-1}`` (half-width ``R + b``, :func:`~locality.banded.band_inverse`)
@@ -254,7 +254,7 @@ def _band_profile_widening(P0: BandedMatrix, t: np.ndarray, stop: float) -> np.n
     """
     d, b = P0.d, P0.half_width
     R = min(max(2 * b + 6, 12), d - 1)
-    profiles: list[np.ndarray | None] = [None] * t.size
+    profiles: list[np.ndarray] = [np.zeros(0)] * t.size
     todo = np.arange(t.size)
     while todo.size:
         m = _ou_profile_band(P0, t[todo], R)  # (n, R + 1)
@@ -264,10 +264,10 @@ def _band_profile_widening(P0: BandedMatrix, t: np.ndarray, stop: float) -> np.n
                 profiles[i] = m[j]
         todo = todo[~done]
         R = min(2 * R, d - 1)
-    width = max(p.size for p in profiles)
+    width = int(max(p.size for p in profiles))
     out = np.zeros((t.size, width))
-    for i, p in enumerate(profiles):
-        out[i, : p.size] = p
+    for row, p in enumerate(profiles):
+        out[row, : p.size] = p
     return out
 
 

@@ -186,7 +186,8 @@ def _window_errors(Sb: BandedMatrix, p: np.ndarray, radii: np.ndarray, Pb: Bande
             quad = np.cumsum(np.cumsum(M, axis=1), axis=2)
             k = 2 * np.minimum(radii, R)
             t = quad[:, k, k] - p[rows][:, None]  # (c, n_r)
-            trunc[:, rows] = np.where(live[:, None], np.maximum(t.T, 0.0), 0.0)
+            trunc[:, rows] = np.where(  # type: ignore[index]  # trunc is an array when Pb is given
+                live[:, None], np.maximum(t.T, 0.0), 0.0)
     return opt, trunc
 
 
@@ -204,11 +205,11 @@ def _sigma_band_and_pdiag(Sigma: Any, R: int) -> tuple[BandedMatrix, np.ndarray,
 
 
 def localization_error(Sigma: Any, r: Any) -> np.ndarray:
-    """Exact per-component localization error ``e_i(r)`` (SPEC B3, paper eq. 3.14, Prop. 3.3).
+    r"""Exact per-component localization error ``e_i(r)`` (SPEC B3, paper eq. 3.14, Prop. 3.3).
 
     .. math::  e_i(r) = E|s_i(x) - E[s_i(x) | x_{S_i}]|^2
-               = P_{ii} - ((\\Sigma_{S_i S_i})^{-1})_{ii},
-       \\quad S_i = \\{j : |i - j| \\le r\\}.
+               = P_{ii} - ((\Sigma_{S_i S_i})^{-1})_{ii},
+       \quad S_i = \{j : |i - j| \le r\}.
 
     One batched window factorization serves every radius (module docstring).
 
@@ -261,7 +262,7 @@ class OULocalizationError:
                              "optimal": self.optimal.ravel(), "truncation": self.truncation.ravel()})
 
 
-def ou_localization_error(P0: Any, t: float, r: Any) -> OULocalizationError:
+def ou_localization_error(P0: Any, t: Any, r: Any) -> OULocalizationError:
     """Localization errors of the OU score at time ``t`` from the precision ``P_0`` (SPEC B2-B3), any ``d``.
 
     Needs only the band of ``Sigma_t`` of half-width ``2R``

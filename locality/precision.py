@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 import scipy.linalg
 import scipy.sparse.linalg
 
@@ -256,10 +255,10 @@ def random_banded_precision(
     P = BandedMatrix(Pd)
     if banded:
         return (P, Ld) if return_factor else P
-    P = P.to_dense()
+    dense = P.to_dense()
     if not return_factor:
-        return P
-    return P, BandedMatrix(Ld).to_dense() * (np.arange(d)[:, None] >= np.arange(d)[None, :])
+        return dense
+    return dense, BandedMatrix(Ld).to_dense() * (np.arange(d)[:, None] >= np.arange(d)[None, :])
 
 
 def _ar1_coefficients(gamma: float, dt: float, sigma: float) -> tuple[float, float]:

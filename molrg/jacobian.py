@@ -30,8 +30,9 @@ cotangents with ``vmap``) of either
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -311,7 +312,7 @@ def rank_along_trajectory(
         if keep_points:
             points.append(xi.cpu().numpy())
 
-    kw = {"random_state": rng} if solver == "ddpm" else {}
+    kw: dict[str, Any] = {"random_state": rng} if solver == "ddpm" else {}
     out = SAMPLERS[solver](denoise, x_T, sig, callback=callback, **kw)
     sigma = np.asarray(levels)
     return RankTrajectory(

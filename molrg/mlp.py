@@ -31,11 +31,11 @@ inputs are ``(E, ..., n)``; with ``E = 1`` any ``(..., n)``.
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def edm_preconditioning(sigma, sigma_data):
     return sigma_data * sigma_data / tot, sigma * sigma_data * r, r, torch.log(sigma) / 4
 
 
-class MLPDenoiser(_torch().nn.Module):
+class MLPDenoiser(_torch().nn.Module):  # type: ignore[misc]  # torch is loaded on first use
     """An ensemble of ``n_models`` MLP denoisers with EDM preconditioning and sigma conditioning.
 
     Parameters

@@ -76,7 +76,7 @@ class MoLRG:
     """
 
     bases: tuple
-    weights: np.ndarray = None
+    weights: np.ndarray | None = None
     noise_std: float = 0.0
 
     def __post_init__(self):
@@ -138,7 +138,7 @@ class MoLRG:
             bases = tuple(Q[:, cuts[k] : cuts[k + 1]] for k in range(len(dims)))
         else:
             bases = tuple(random_orthonormal(n, d, random_state=rng) for d in dims)
-        return cls(bases, weights, noise_std)
+        return cls(bases, weights, noise_std)  # type: ignore[arg-type]  # validated in __post_init__
 
     # ------------------------------------------------------------------ properties
     @property
@@ -194,6 +194,6 @@ class MoLRG:
 
     def __repr__(self) -> str:
         return (
-            f"MoLRG(n={self.n}, dims={self.dims}, weights={np.round(self.weights, 4).tolist()}, "
+            f"MoLRG(n={self.n}, dims={self.dims}, weights={np.round(np.asarray(self.weights), 4).tolist()}, "
             f"noise_std={self.noise_std})"
         )

@@ -52,7 +52,8 @@ True
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,7 @@ class NetworkStreams:
         return torch.minimum(idx, high.reshape(-1, 1).long() - 1)
 
 
-class BatchedMLP(_torch().nn.Module):
+class BatchedMLP(_torch().nn.Module):  # type: ignore[misc]  # torch is loaded on first use
     """``B`` independent MLPs evaluated as one, with batched matrix products.
 
     Each network's weights are its own leaf tensors (so a fused optimizer treats

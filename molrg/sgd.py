@@ -456,7 +456,7 @@ def train_dae(
             per_problem, grad = _expected_loss_and_grad(exact_model, x0, mb_weights, sq_norms[bidx, rows], coef)
         else:
             t = _times_from_uniform(u_t, lo, hi, T).to(dtype)
-            per_problem, grad = _loss_and_grad_bases(dae, x0, t, e_buf[:, c], schedule, lam_fn)
+            per_problem, grad = _loss_and_grad_bases(dae, x0, t, e_buf[:, c], schedule, lam_fn)  # type: ignore[index]
         with torch.no_grad():
             dae.U.add_(grad, alpha=-step_scale * _lr_factor(lr_schedule, k, steps, final_ratio))
         dae.retract_(retraction, passes=1)

@@ -73,7 +73,7 @@ def _parse(digest: str, text: str, skipped: tuple[str, ...]) -> tuple[str, tuple
     tree.body = [node for node in tree.body
                  if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                          and (node.name in skipped or node.name.startswith(_SKIPPED_PREFIXES)))]
-    imports = []
+    imports: list[tuple[str, int, tuple[str, ...]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imports += [(alias.name, 0, ()) for alias in node.names]

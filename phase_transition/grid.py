@@ -77,7 +77,7 @@ from .results import _FILE_MODE, atomic_write
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: claims without the folder lock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 from .registry import Experiment, Task, get_experiment
 
 __all__ = ["run_grid", "plan_grid", "GridPlan", "CacheWarning", "package_version", "trial_seed"]
@@ -212,7 +212,7 @@ def _typed(exp: Experiment, fixed: Mapping[str, Any], point: Mapping[str, Any], 
     """The parameters of one grid point: a validated ``exp.parameters`` instance (a dict for older experiments)."""
     if exp.parameters is None:
         return {**fixed, **point}
-    specs = exp.parameters.specs()
+    specs = exp.parameters.specs()  # type: ignore[attr-defined]
     try:
         for k, v in fixed.items():  # a bad fixed value is named without a grid point
             specs[k].coerce(v)

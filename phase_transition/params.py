@@ -157,7 +157,7 @@ class ParamSpec:
         if low and high:
             return f"in {'[' if low[0] == '>=' else '('}{low[1]}, {high[1]}{']' if high[0] == '<=' else ')'}"
         if low or high:
-            op, v = low or high
+            op, v = low if low is not None else high  # type: ignore[misc]
             return f"{op} {v}"
         return "any"
 
@@ -187,7 +187,7 @@ class ParamSpec:
             if isinstance(value, numbers.Integral):
                 value = int(value)
             elif isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
-                value = int(value)
+                value = int(float(value))
             else:
                 self._fail(value, TypeError)
         elif t is float:
@@ -297,7 +297,7 @@ class Parameters(Mapping):
 
     def replace(self, **changes) -> Parameters:
         """A validated copy with some fields changed (:func:`dataclasses.replace`)."""
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
     # read-only mapping access, so that run functions written for dicts keep working
     def __getitem__(self, key: str) -> Any:

@@ -91,7 +91,8 @@ def success_heatmap(
         ax.set_yticks(ys)
         ax.set(title=title, xlabel=f"{x} (training samples)" if x == "N" else x,
                ylabel=f"{y} (subspace dimension)" if y == "d" else y, xlim=(cell_edges(xs)[0], cell_edges(xs)[-1]))
-    fig.colorbar(mesh, ax=list(axes), label="success rate", shrink=0.9)
+    if mesh is not None:
+        fig.colorbar(mesh, ax=list(axes), label="success rate", shrink=0.9)
     return fig
 
 

@@ -178,7 +178,7 @@ def _load_all() -> None:
             importlib.import_module(f"{experiments.__name__}.{info.name}")
 
 
-def get_experiment(name: str) -> Experiment:
+def get_experiment(name: str | Experiment) -> Experiment:
     """The registered experiment called ``name`` (``ValueError`` listing the known names otherwise)."""
     if isinstance(name, Experiment):
         return name

@@ -10,11 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from toy_experiments import BROKEN_PLOT, TOY
 
 from phase_transition.cli import cli, main
 from phase_transition.registry import register
-
-from toy_experiments import BROKEN_PLOT, TOY
 
 
 @pytest.fixture(autouse=True, scope="module")

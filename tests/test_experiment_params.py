@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from toy_experiments import TOY, ToyParameters, toy_run
 
 import phase_transition.grid as grid_module
 from phase_transition.cli import main
 from phase_transition.grid import plan_grid
 from phase_transition.registry import Experiment, list_experiments, register
-
-from toy_experiments import TOY, ToyParameters, toy_run
 
 
 def _package_experiments():

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from toy_experiments import ARRAY, TOY, WRONG_COUNT
 
 from phase_transition import run_grid, trial_seed
 from phase_transition.grid import CacheWarning, plan_grid
-
-from toy_experiments import ARRAY, TOY, WRONG_COUNT
 
 TESTS = Path(__file__).resolve().parent
 

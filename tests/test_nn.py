@@ -1,6 +1,5 @@
 """Batched MLPs with per-network random streams (molrg.nn; issue 16 item 2, issue 12 item 3)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -7,13 +7,12 @@ from dataclasses import FrozenInstanceError, dataclass
 
 import pytest
 from click.testing import CliRunner
+from toy_experiments import TOY, ToyParameters
 
 from phase_transition.cli import cli
 from phase_transition.grid import plan_grid
 from phase_transition.params import Parameters, param
 from phase_transition.registry import Experiment, register
-
-from toy_experiments import TOY, ToyParameters
 
 
 @pytest.fixture(autouse=True, scope="module")

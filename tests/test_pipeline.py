@@ -9,23 +9,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from toy_experiments import ARRAY, TOY
 
 import phase_transition.grid as grid_module
 import phase_transition.results as results_module
 from phase_transition import run_grid
 from phase_transition.cli import main
-from phase_transition.pipeline import OutputError, replot, run_experiment
 from phase_transition.fingerprint import code_fingerprint
+from phase_transition.pipeline import OutputError, replot, run_experiment
 from phase_transition.registry import get_experiment, list_experiments, register
 from phase_transition.report import build_report
-
-from toy_experiments import ARRAY, TOY
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

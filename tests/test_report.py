@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from toy_experiments import BROKEN_PLOT, TOY
 
 from phase_transition import run_grid, save_results
 from phase_transition.plots import boundary_staircase, cell_edges, mean_std_lines, success_heatmap
 from phase_transition.registry import register
 from phase_transition.report import ReportError, build_report, format_value
-
-from toy_experiments import BROKEN_PLOT, TOY
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

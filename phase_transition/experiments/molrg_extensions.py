@@ -44,8 +44,9 @@ cell's numbers do not depend on the grid, the chunking or the worker count.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
