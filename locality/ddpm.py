@@ -47,6 +47,7 @@ __all__ = [
     "dsm_precision",
     "LinearScore",
     "generated_covariance",
+    "generated_covariance_banded",
     "sample_backward",
     "relative_covariance_error",
     "entrywise_error",
@@ -201,15 +202,29 @@ class LinearScore:
         k_hi = check_int("k_hi", k_hi, low=k_lo + 1, high=self.T)
         ks = np.arange(k_lo, k_hi)
         if self._local:
-            if self.method == "marginal":
-                G = self.spectrum(ks)  # (..., d, K, w)
-            else:
-                G = self.spectrum(ks)[..., None, :, :]  # (..., 1, K, d)
-            rows = np.swapaxes(G @ self._W, -2, -3)  # (..., K, d, w)
-            return _rows_to_dense(rows, self.r)
+            return _rows_to_dense(self.band_rows(k_lo, k_hi), self.r)
         g = self.spectrum(ks)  # (..., K, d)
         V = self._V[..., None, :, :]
         return (V * g[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+    def band_rows(self, k_lo: int, k_hi: int) -> np.ndarray:
+        """The band of ``M_k`` for ``k_lo <= k < k_hi``: padded rows ``(..., K, d, w)``, ``w = min(2 r + 1, d)``.
+
+        Entry ``[..., k, i, j]`` is ``M_k[i, lo_i + j]`` with ``lo_i = max(0, i - r)``
+        (zero where ``lo_i + j >= min(d, i + r + 1)``), the layout of
+        :func:`locality.localization.window_blocks`.  Localized scores only.
+        """
+        if not self._local:
+            raise ValueError(f"band_rows needs a localized score (method 'truncate' or 'marginal' with r < d - 1), "
+                             f"got method={self.method!r}, r={self.r!r}, d={self.d}")
+        k_lo = check_int("k_lo", k_lo, low=0, high=self.T - 1)
+        k_hi = check_int("k_hi", k_hi, low=k_lo + 1, high=self.T)
+        ks = np.arange(k_lo, k_hi)
+        if self.method == "marginal":
+            G = self.spectrum(ks)  # (..., d, K, w)
+        else:
+            G = self.spectrum(ks)[..., None, :, :]  # (..., 1, K, d)
+        return np.swapaxes(G @ self._W, -2, -3)  # (..., K, d, w)
 
     def matrix(self, k: int) -> np.ndarray:
         """``M_k``, shape ``(..., d, d)``, for step index ``k`` in ``[0, T - 1]``."""
@@ -275,6 +290,69 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
         acc += F @ np.swapaxes(F, -1, -2)
     C = acc + inv_abar[sch.T] * (Psi @ np.swapaxes(Psi, -1, -2))
     return 0.5 * (C + np.swapaxes(C, -1, -2))
+
+
+def generated_covariance_banded(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
+    """Exact generated covariance (SPEC B4) in ``O(T d^2 r)``, using the structure of the score matrices.
+
+    The same quantity as :func:`generated_covariance`, computed so that it stays
+    cheap at ``d = 1024`` (issue 15, item 3):
+
+    * non-localized score (``method="none"`` or ``r >= d - 1``): every ``M_k`` is
+      a function of ``Sigma_hat``, so all ``B_k`` commute and ``C_gen`` is the
+      scalar recursion ``c <- b_k^2 c + beta_k`` on the eigenvalues, applied in
+      the eigenbasis of ``Sigma_hat`` (one eigendecomposition, ``O(d^3 + T d)``;
+      delegated to :func:`generated_covariance`);
+    * localized score: ``M_k`` is banded (half-width ``r``), and the recursion
+      ``C <- B_k C B_k^T + beta_k I`` with ``B_k = (I - beta_k M_k) / sqrt(alpha_k)``
+      is run as ``X = M_k C`` (sparse-dense product, ``O(d^2 r)``), ``Y = M_k X^T``
+      ``= M_k C M_k^T`` (``C`` symmetric), and
+      ``C <- (C - beta_k (X + X^T) + beta_k^2 Y) / alpha_k + beta_k I``.  No
+      ``d x d x d`` product, no dense ``M_k``.
+
+    Parameters
+    ----------
+    score : LinearScore
+    chunk : int, default 50
+        Steps whose bands are formed at once.
+
+    Returns
+    -------
+    ndarray of shape (..., d, d)
+    """
+    if not isinstance(score, LinearScore):
+        raise TypeError(f"score must be a LinearScore, got {type(score).__name__}")
+    chunk = check_int("chunk", chunk, low=1)
+    if score.symmetric_none:
+        return generated_covariance(score, chunk=chunk)
+    import scipy.sparse as sp
+
+    sch = score.schedule
+    betas, alphas = np.asarray(sch.betas), np.asarray(sch.alphas)
+    d = score.d
+    pos, valid, _ = _window_index(d, score.r)
+    indices = pos[valid]
+    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+    n_prob = int(np.prod(score.batch_shape, dtype=int))
+    C = np.broadcast_to(np.eye(d), (n_prob, d, d)).copy()
+    eye_idx = np.arange(d)
+    for hi in range(sch.T, 0, -chunk):
+        lo = max(0, hi - chunk)
+        rows = score.band_rows(lo, hi).reshape((n_prob, hi - lo, d, -1))
+        for j in range(hi - lo - 1, -1, -1):
+            k = lo + j
+            for p in range(n_prob):
+                M = sp.csr_matrix((rows[p, j][valid], indices, indptr), shape=(d, d))
+                X = M @ C[p]
+                Y = M @ X.T
+                Cp = C[p]  # in place: C <- (C - beta (X + X^T) + beta^2 Y) / alpha + beta I
+                Cp -= betas[k] * X
+                Cp -= betas[k] * X.T
+                Cp += betas[k] ** 2 * Y
+                Cp /= alphas[k]
+                Cp[eye_idx, eye_idx] += betas[k]
+    C = 0.5 * (C + np.swapaxes(C, -1, -2))
+    return C.reshape(score.batch_shape + (d, d))
 
 
 def sample_backward(score: LinearScore, n_samples: int, *, random_state: Any = None) -> np.ndarray:

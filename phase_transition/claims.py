@@ -326,6 +326,18 @@ CLAIMS: tuple[Claim, ...] = (
            "tests/test_locality_experiments.py::test_best_radius_claim_fails_without_statistical_error"),
           "marginal score: r*(N) non-decreasing and r*(256) > r*(16); fails with the true covariance (no statistical error)",
           "locality-best-radius", lambda s: "; ".join(f"{k}: {_g(v)}" for k, v in s.items())),
+    Claim(f"{_L}, Theorem 3.4 / Remark 3.3(1)", "At fixed N the localized DDPM's covariance error (eq. 4.6) stays nearly "
+          "flat in the dimension d while the non-localized one grows (about like sqrt(d/N) + d/N in spectral norm) "
+          "(setup: AR(1), d = 16 .. 1024, N = 32, 100, 300, marginal score, radius set {4, 8, 16} and the fixed r = 4, "
+          "exact banded propagation with a 50-step strided schedule (beta from 0.1/T to 20/T; discretization floor 0.07), "
+          "one data draw per point; ratios over d >= 64; measured: non-localized 5.3-8.2x over d = 64 .. 1024, "
+          "localized 1.4-2.3x at the best r and 1.1-1.2x at r = 4)",
+          ("tests/test_locality_dimension.py::test_dimension_shape_on_quick_grid",
+           "tests/test_locality_dimension.py::test_dimension_flatness_fails_without_localization",
+           "tests/test_locality_dimension.py::test_banded_propagation_matches_dense"),
+          "quick grid (d = 64, 512; N = 32, 100; 2 draws; T = 25): non-localized increasing and > 2x; localized < 1.5x at "
+          "r = 4 and < 2.5x at the best r; fails with localization off (r >= d - 1); banded = dense propagation to 1e-10",
+          "locality-dimension", lambda s: "; ".join(f"{k}: {_g(v)}" for k, v in s.items() if "max / min" in k or "slope" in k)),
     Claim(f"{_L}, section 4.2 (CIR simulator)", "Exact CIR transitions: Gamma stationary law, autocorrelation exp(-a h)",
           ("tests/test_cir.py::test_exact_simulator_marginal_passes_ks_and_autocorrelation_matches",),
           "KS p > 0.01 at 20 000 values; autocorrelation within 0.03", _CHECK,

@@ -14,6 +14,18 @@
   truncate vs marginal, exact (propagated) and sampled (draws from the exactly
   propagated law ``N(0, C_gen)``), with the non-localized reference and the
   error's profile over ``|i - j|`` (figure 2; the figure is drawn from the table).
+* ``locality-best-radius``: the best radius ``r*(N)`` against ``N`` (Remark 3.3(2)).
+* ``locality-dimension``: at fixed ``N`` (32, 100, 300) the localized DDPM's error
+  (eq. 4.6) at its best radius in ``{4, 8, 16}`` and at the fixed ``r = 4``,
+  against ``d`` from 16 to 1024, beside the non-localized error (Theorem 3.4,
+  Remark 3.3(1)).  Exact propagation by
+  :func:`locality.ddpm.generated_covariance_banded` (``O(T d^2 r)``: banded score
+  matrices; the non-localized one in the eigenbasis of ``Sigma_hat``) on a
+  strided 50-step schedule (``beta`` from ``0.1 / T`` to ``20 / T``, so
+  ``alpha_bar_T`` matches the 1000-step one; discretization floor 0.07 against
+  0.0035 at T = 1000, the same at every ``d``); one data draw per ``(d, N)``,
+  shared by the radii.  Flatness and growth are read over ``d >= 64`` (well
+  above ``2 r + 1`` and the AR(1) correlation length).
 
 Generator: ``P_0 = L L^T`` with ``L`` banded, diagonal ``U(1, 3)`` and
 off-diagonal half-width ``coupling * 1 / b``
@@ -57,7 +69,7 @@ from ..params import Parameters, param
 from ..plots import successful_rows
 from ..registry import Experiment, Task, register
 
-__all__ = ["RADIUS", "DECAY", "ERROR", "TRADEOFF", "BEST_RADIUS"]
+__all__ = ["RADIUS", "DECAY", "ERROR", "TRADEOFF", "BEST_RADIUS", "DIMENSION", "strided_schedule", "dimension_curves"]
 
 _TIMES = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-2.5, 1, 13)]
 _TIMES_QUICK = [0.0] + [float(f"{t:.4g}") for t in np.logspace(-2, 1, 11)]
@@ -618,6 +630,154 @@ BEST_RADIUS = register(
         chunk_by=("N", "method"),
         plot=_plot_best_radius,
         summarize=_summarize_best_radius,
+        doc=__doc__,
+        family="locality",
+    )
+)
+
+
+# --------------------------------------------------------------------------- locality-dimension
+_FIXED_RADIUS = 4
+@dataclass(frozen=True, kw_only=True)
+class DimensionParameters(Parameters):
+    d: int = param(64, ge=2, help="length of the AR(1) chain (the ambient dimension)")
+    N: int = param(100, ge=2, help="training samples")
+    r: int = param(4, ge=0, help="localization radius (r >= d - 1: no localization)")
+    method: str = param("marginal", choices=("truncate", "marginal"), help="localization of the DSM-optimal score")
+    T: int = param(50, ge=1, help="steps of the strided DDPM schedule (beta linear from 0.1 / T to 20 / T)")
+    fixed_radius: int = param(_FIXED_RADIUS, ge=0, help="the fixed moderate radius reported beside the best one")
+    gamma: float = param(1.0, gt=0.0, help="AR(1) mean reversion (gamma * dt in (0, 2))")
+    dt: float = param(0.1, gt=0.0, help="AR(1) time step")
+    sigma: float = param(1.0, gt=0.0, help="AR(1) noise level")
+
+    def validate(self):
+        ar1_covariance(2, gamma=self.gamma, dt=self.dt, sigma=self.sigma)
+
+
+def strided_schedule(T: int) -> DDPMSchedule:
+    """The SPEC B4 schedule with ``T`` steps instead of 1000: ``beta`` linear from ``0.1 / T`` to ``20 / T``.
+
+    ``sum_k beta_k`` (hence ``alpha_bar_T``) stays that of the 1000-step schedule;
+    measured discretization floor (error of the non-localized sampler fed the true
+    covariance, AR(1), d = 1024): 0.0035 at T = 1000, 0.036 at T = 100, 0.073 at T = 50.
+    """
+    return DDPMSchedule(T=T, beta_min=0.1 / T, beta_max=20.0 / T)
+
+
+def _sym_relative_error(C: np.ndarray, Sigma: np.ndarray) -> float:
+    """``||C - Sigma||_2 / ||Sigma||_2`` (eq. 4.6) for symmetric ``C``: largest |eigenvalue|, no SVD."""
+    return float(np.max(np.abs(np.linalg.eigvalsh(C - Sigma))) / np.max(np.linalg.eigvalsh(Sigma)))
+
+
+@_one_blas_thread
+def _run_dimension(tasks: Sequence[Task]) -> list[dict]:
+    from locality.ddpm import LinearScore, generated_covariance_banded
+
+    out: list[dict | None] = [None] * len(tasks)
+    for idxs in _groups(tasks, "r").values():
+        p = tasks[idxs[0]].params
+        Sigma = _ar1_from(p)
+        sch = strided_schedule(int(p["T"]))
+        Sh = empirical_covariance(gaussian_samples(Sigma, int(p["N"]), random_state=_group_rng(tasks, idxs, "r")))
+        ref = _sym_relative_error(generated_covariance_banded(LinearScore(Sh, schedule=sch, method="none")), Sigma)
+        for i in idxs:
+            sc = LinearScore(Sh, schedule=sch, method=str(p["method"]), r=int(tasks[i].params["r"]))
+            out[i] = {"rel_error": _sym_relative_error(generated_covariance_banded(sc), Sigma),
+                      "rel_error_nonlocal": ref}
+    return out  # type: ignore[return-value]
+
+
+def _fixed_radius(config) -> int:
+    params = (config or {}).get("params", {}) if isinstance(config, dict) else {}
+    return int(params.get("fixed_radius", _FIXED_RADIUS))
+
+
+def dimension_curves(table, fixed_radius: int = _FIXED_RADIUS) -> dict[int, dict[str, dict[int, float]]]:
+    """Per ``N``: mean error (eq. 4.6) against ``d`` of the non-localized and the localized sampler.
+
+    Keys ``"nonlocal"``, ``"best"`` (the localized error at the radius of smallest
+    mean error at that ``(d, N)``), ``"best_r"`` and ``"fixed"`` (at ``fixed_radius``;
+    empty if that radius was not swept); failed rows skipped.
+    """
+    ok = successful_rows(table)
+    fixed = int(fixed_radius)
+    out: dict[int, dict[str, dict[int, float]]] = {}
+    for N, g in ok.groupby("N"):
+        cur = g.groupby(["d", "r"])["rel_error"].mean().unstack("r")
+        out[int(N)] = {
+            "nonlocal": {int(d): float(v) for d, v in g.groupby("d")["rel_error_nonlocal"].mean().items()},
+            "best": {int(d): float(v) for d, v in cur.min(axis=1).items()},
+            "best_r": {int(d): int(v) for d, v in cur.idxmin(axis=1).items()},
+            "fixed": {int(d): float(v) for d, v in cur[fixed].items()} if fixed in cur else {},
+        }
+    return out
+
+
+def _plot_dimension(table, config):
+    import matplotlib.pyplot as plt
+
+    curves = dimension_curves(table, _fixed_radius(config))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for c, (N, cv) in zip(colors, curves.items()):
+        for key, ls, lab in (("nonlocal", ":", "non-localized"), ("best", "-", "localized, best r"),
+                             ("fixed", "--", "localized, fixed r")):
+            if cv[key]:
+                ds = sorted(cv[key])
+                ax.loglog(ds, [cv[key][d] for d in ds], ls=ls, marker=".", color=c, label=f"N={N}, {lab}")
+    ax.set_xlabel("dimension d")
+    ax.set_ylabel("||Sigma_gen - Sigma||_2 / ||Sigma||_2")
+    ax.set_title("Localized DDPM: error against d at fixed N (Theorem 3.4)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+_D_LOCAL = 64  # flatness and growth are read over d >= 64: well above 2 r + 1 and the AR(1) correlation length
+
+
+def _summarize_dimension(table, config) -> dict:
+    out: dict[str, Any] = {}
+    for N, cv in dimension_curves(table, _fixed_radius(config)).items():
+        ds = np.array(sorted(cv["nonlocal"]))
+        nl = np.array([cv["nonlocal"][d] for d in ds])
+        best = np.array([cv["best"][d] for d in ds])
+        big = ds >= _D_LOCAL
+        out[f"N={N}: d"] = [int(d) for d in ds]
+        out[f"N={N}: non-localized error"] = [round(float(v), 3) for v in nl]
+        out[f"N={N}: localized error (best r)"] = [round(float(v), 3) for v in best]
+        out[f"N={N}: best r"] = [cv["best_r"][d] for d in ds]
+        if cv["fixed"]:
+            out[f"N={N}: localized error (fixed r)"] = [round(float(cv["fixed"][d]), 3) for d in ds]
+        if big.sum() < 2:
+            continue
+        out[f"N={N}: non-localized increasing in d (d >= {_D_LOCAL})"] = bool(np.all(np.diff(nl[big]) > 0))
+        out[f"N={N}: non-localized max / min over d >= {_D_LOCAL}"] = round(float(nl[big].max() / nl[big].min()), 3)
+        fit = big & (ds >= 2 * N)
+        if fit.sum() >= 2:
+            out[f"N={N}: slope of log non-localized error against log d (d >= 2N)"] = round(
+                float(np.polyfit(np.log(ds[fit]), np.log(nl[fit]), 1)[0]), 3)
+        out[f"N={N}: localized (best r) max / min over d >= {_D_LOCAL}"] = round(float(best[big].max() / best[big].min()), 3)
+        if cv["fixed"]:
+            fx = np.array([cv["fixed"][d] for d in ds])
+            out[f"N={N}: localized (fixed r) max / min over d >= {_D_LOCAL}"] = round(float(fx[big].max() / fx[big].min()), 3)
+    return out
+
+
+DIMENSION = register(
+    Experiment(
+        name="locality-dimension",
+        description="Localized vs non-localized DDPM error against d = 16 .. 1024 at fixed N (Theorem 3.4, Remark 3.3(1))",
+        run=_run_dimension,
+        parameters=DimensionParameters,
+        grid={"d": [16, 32, 64, 128, 256, 512, 1024], "N": [32, 100, 300], "r": [4, 8, 16]},
+        quick_grid={"d": [64, 512], "N": [32, 100], "r": [4, 8, 16]},
+        quick_params={"T": 25},
+        trials=1,
+        quick_trials=2,
+        chunk_by=("d", "N"),
+        plot=_plot_dimension,
+        summarize=_summarize_dimension,
         doc=__doc__,
         family="locality",
     )
