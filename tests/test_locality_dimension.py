@@ -80,3 +80,12 @@ def test_dimension_flatness_fails_without_localization():
     _, table, s = _table(grid, fixed_radius=4096)
     np.testing.assert_allclose(table["rel_error"], table["rel_error_nonlocal"], rtol=1e-12)
     assert not _flat(s, grid["N"])
+
+
+def test_dimension_random_banded_target_runs_and_validates():
+    _, table, s = _table({"d": [16, 32], "N": [20], "r": [2, 4]}, trials=1, target="banded", b=2)
+    assert np.all(np.isfinite(table["rel_error"])) and np.all(table["rel_error"] > 0)
+    assert "N=20: localized error (best r)" in s
+    P = get_experiment("locality-dimension").parameters
+    with pytest.raises(ValueError, match="b"):
+        P(d=4, N=10, r=1, target="banded", b=4)

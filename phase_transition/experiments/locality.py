@@ -25,7 +25,8 @@
   ``alpha_bar_T`` matches the 1000-step one; discretization floor 0.07 against
   0.0035 at T = 1000, the same at every ``d``); one data draw per ``(d, N)``,
   shared by the radii.  Flatness and growth are read over ``d >= 64`` (well
-  above ``2 r + 1`` and the AR(1) correlation length).
+  above ``2 r + 1`` and the AR(1) correlation length).  ``--set target=banded``:
+  the random banded target of SPEC B1 (``Sigma = P_0^{-1}``, one ``P_0`` per draw).
 
 Generator: ``P_0 = L L^T`` with ``L`` banded, diagonal ``U(1, 3)`` and
 off-diagonal half-width ``coupling * 1 / b``
@@ -646,12 +647,20 @@ class DimensionParameters(Parameters):
     method: str = param("marginal", choices=("truncate", "marginal"), help="localization of the DSM-optimal score")
     T: int = param(50, ge=1, help="steps of the strided DDPM schedule (beta linear from 0.1 / T to 20 / T)")
     fixed_radius: int = param(_FIXED_RADIUS, ge=0, help="the fixed moderate radius reported beside the best one")
+    target: str = param("ar1", choices=("ar1", "banded"),
+                        help="AR(1) chain, or Sigma = P_0^{-1} with P_0 the random banded precision of SPEC B1 (one per draw)")
+    b: int = param(2, ge=0, help="bandwidth of P_0 (target='banded')")
+    coupling: float = param(0.5, ge=0.0, lt=1.0, help="off-diagonal coupling of P_0 (target='banded'; kappa bounded in d)")
     gamma: float = param(1.0, gt=0.0, help="AR(1) mean reversion (gamma * dt in (0, 2))")
     dt: float = param(0.1, gt=0.0, help="AR(1) time step")
     sigma: float = param(1.0, gt=0.0, help="AR(1) noise level")
 
     def validate(self):
         ar1_covariance(2, gamma=self.gamma, dt=self.dt, sigma=self.sigma)
+        if self.target == "banded":
+            from molrg._validation import check_int
+
+            check_int("b", self.b, low=0, high=self.d - 1)
 
 
 def strided_schedule(T: int) -> DDPMSchedule:
@@ -676,9 +685,15 @@ def _run_dimension(tasks: Sequence[Task]) -> list[dict]:
     out: list[dict | None] = [None] * len(tasks)
     for idxs in _groups(tasks, "r").values():
         p = tasks[idxs[0]].params
-        Sigma = _ar1_from(p)
+        rng = _group_rng(tasks, idxs, "r")
+        if p["target"] == "ar1":
+            Sigma = _ar1_from(p)
+        else:
+            P0 = random_banded_precision(int(p["d"]), int(p["b"]), coupling=float(p["coupling"]), random_state=rng)
+            Sigma = np.linalg.inv(P0)
+            Sigma = 0.5 * (Sigma + Sigma.T)
         sch = strided_schedule(int(p["T"]))
-        Sh = empirical_covariance(gaussian_samples(Sigma, int(p["N"]), random_state=_group_rng(tasks, idxs, "r")))
+        Sh = empirical_covariance(gaussian_samples(Sigma, int(p["N"]), random_state=rng))
         ref = _sym_relative_error(generated_covariance_banded(LinearScore(Sh, schedule=sch, method="none")), Sigma)
         for i in idxs:
             sc = LinearScore(Sh, schedule=sch, method=str(p["method"]), r=int(tasks[i].params["r"]))
@@ -721,7 +736,7 @@ def _plot_dimension(table, config):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, (N, cv) in zip(colors, curves.items()):
         for key, ls, lab in (("nonlocal", ":", "non-localized"), ("best", "-", "localized, best r"),
-                             ("fixed", "--", "localized, fixed r")):
+                             ("fixed", "--", f"localized, r={_fixed_radius(config)}")):
             if cv[key]:
                 ds = sorted(cv[key])
                 ax.loglog(ds, [cv[key][d] for d in ds], ls=ls, marker=".", color=c, label=f"N={N}, {lab}")
