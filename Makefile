@@ -18,7 +18,7 @@ report: $(STAMP)
 	$(VENV)/bin/phase-transition report --quick --out reports
 
 report-full: $(STAMP)
-	$(VENV)/bin/phase-transition report --out reports --jobs 2 --readme README.md
+	OMP_NUM_THREADS=1 $(VENV)/bin/phase-transition report --out reports --jobs 2 --readme README.md
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q

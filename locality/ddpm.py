@@ -1,4 +1,4 @@
-"""Localized DDPM with the DSM-optimal linear score (SPEC B4, paper section 4.1.2, eqs. 4.3-4.6, figure 2).
+r"""Localized DDPM with the DSM-optimal linear score (SPEC B4, paper section 4.1.2, eqs. 4.3-4.6, figure 2).
 
 Schedule :class:`~locality.schedule.DDPMSchedule` (``T`` steps, index
 ``k = 0..T-1``).  From ``N`` samples with second-moment matrix
@@ -7,7 +7,7 @@ and the score ``-P x`` has no bias, so the uncentred moment is exactly what
 denoising score matching fits), the DSM-optimal linear score at step ``k`` is
 ``-P_hat_k x`` with
 
-.. math::  \\hat P_k = (\\bar\\alpha_k \\hat\\Sigma + (1 - \\bar\\alpha_k) I)^{-1}   \\quad\\text{(eq. 4.3)}.
+.. math::  \hat P_k = (\bar\alpha_k \hat\Sigma + (1 - \bar\alpha_k) I)^{-1}   \quad\text{(eq. 4.3)}.
 
 :class:`LinearScore` holds the score matrices ``M_k`` of three samplers:
 
