@@ -150,3 +150,34 @@ def _write_api_page() -> None:
 
 
 _write_api_page()
+
+
+def _patch_autosummary_summaries() -> None:
+    """Keep autosummary from cutting a summary inside a ````literal````.
+
+    autosummary ends the one-line summary at the first ``". "``; a docstring whose
+    first sentence holds a range such as ````0 .. R```` would be cut inside the
+    literal (a docutils warning, an error under ``-W``).  Such summaries get the
+    whole first paragraph instead.
+    """
+    import sphinx.ext.autosummary as autosummary
+
+    original = autosummary.extract_summary
+
+    def extract_summary(doc: list[str], document) -> str:
+        summary = original(doc, document)
+        if summary.count("``") % 2:
+            paragraph: list[str] = []
+            for line in doc:
+                if not line.strip():
+                    if paragraph:
+                        break
+                    continue
+                paragraph.append(line.strip())
+            summary = " ".join(paragraph)
+        return summary
+
+    autosummary.extract_summary = extract_summary
+
+
+_patch_autosummary_summaries()
