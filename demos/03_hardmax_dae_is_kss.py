@@ -24,13 +24,13 @@ from molrg import KSubspaces, MoLRG, subspace_error, train_dae
 
 torch.set_num_threads(1)  # many small problems: one thread is fastest on a shared machine
 
-n, d, K, trials = 48, 3, 2, 8
+n, d, K, trials = 48, 3, 2, 5
 Ns = [2, 4, 6, 8, 12, 16, 24, 48]
 rows = []
 for N in Ns:
     models = [MoLRG.random(n, [d] * K, random_state=100 * N + trial) for trial in range(trials)]
     data = np.stack([m.sample(N, random_state=trial)[0] for trial, m in enumerate(models)])
-    sgd = train_dae(data, [d] * K, parameterization="hardmax", init="spectral", steps=1500,
+    sgd = train_dae(data, [d] * K, parameterization="hardmax", init="spectral", steps=600,
                     random_state=list(range(trials)))
     for trial, model in enumerate(models):
         kss = KSubspaces([d] * K, random_state=trial).fit(data[trial])

@@ -22,11 +22,11 @@ from locality import DDPMSchedule, ar1_covariance, tradeoff_curve
 Sigma = ar1_covariance(64)
 radii = np.array([0, 2, 4, 8, 12, 16, 24, 32])
 schedule = DDPMSchedule()
-curves = {m: tradeoff_curve(Sigma, 100, radii, method=m, n_draws=10, schedule=schedule, random_state=0)
+curves = {m: tradeoff_curve(Sigma, 100, radii, method=m, n_draws=4, schedule=schedule, random_state=0)
           for m in ("marginal", "truncate")}
 
 ###############################################################################
-# Mean and spread over 10 data sets, for the two localizations: the marginal
+# Mean and spread over 4 data sets, for the two localizations: the marginal
 # score on the window (the localized DSM minimizer) and the truncated precision.
 
 fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
