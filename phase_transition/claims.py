@@ -239,8 +239,8 @@ CLAIMS: tuple[Claim, ...] = (
           "the N/d where GL first reaches 0.5 agrees across d, GL rises from ~0 (copies) to ~1 (generalizes). "
           "Setup: n = 16, K = 2, d = 2, 4, 8, MLP width 128 with 1500 Adam steps, 2 trials",
           ("tests/test_generalization.py::test_empirical_denoiser_memorizes", "tests/test_generalization.py::test_closed_form_generalizes",
-           "tests/test_molrg_extensions.py::test_generalization_collapse_quick",
-           "tests/test_molrg_extensions.py::test_undertrained_generalization_fails_collapse"),
+           "tests/test_molrg_generalization.py::test_generalization_collapse_quick",
+           "tests/test_molrg_generalization.py::test_undertrained_generalization_fails_collapse"),
           "N/d at GL = 0.5 within one grid step across d; every mean GL in [0, 1.3]; empirical optimum GL < 0.1; "
           "closed form 0.8 to 1.2", "molrg-generalization", _generalization),
     # issue 14: the paper's real-image observations on scikit-learn's bundled digits (8 x 8, n = 64), MLP not U-Net
