@@ -3,7 +3,8 @@
 Data path: experiment from the registry -> grid points (cartesian product, in the
 order of the grid's keys) x trials -> one integer seed per (point, trial) ->
 chunks (``Experiment.chunk_by``) -> each chunk run by one ``Experiment.run`` call
-(locally with joblib, or on a Dask distributed cluster) -> rows -> a tidy table.
+(locally with joblib, or on a Dask distributed cluster) -> rows (one or several per
+task) -> a tidy table.
 
 Reproducibility
     One :class:`numpy.random.SeedSequence` per sweep (``seed``); the trial seed of
@@ -230,14 +231,31 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
 
 
-def _checked_rows(rows: Any, n: int, name: str) -> list[dict]:
-    if not isinstance(rows, (list, tuple)) or len(rows) != n or not all(isinstance(r, Mapping) for r in rows):
-        raise TypeError(f"{name}.run must return a list of {n} dicts (one per task)")
-    return [{k: _jsonable(v) for k, v in r.items()} for r in rows]
+def _checked_rows(rows: Any, n: int, name: str) -> list:
+    """One entry per task: a dict (one row) or a non-empty list of dicts (several rows), made JSON-plain."""
+    def entry(r):
+        if isinstance(r, Mapping):
+            return {k: _jsonable(v) for k, v in r.items()}
+        if isinstance(r, (list, tuple)) and r and all(isinstance(x, Mapping) for x in r):
+            return [{k: _jsonable(v) for k, v in x.items()} for x in r]
+        raise TypeError
+    if not isinstance(rows, (list, tuple)) or len(rows) != n:
+        raise TypeError(f"{name}.run must return a list of {n} entries (one per task), got {type(rows).__name__}")
+    try:
+        return [entry(r) for r in rows]
+    except TypeError:
+        raise TypeError(f"{name}.run must return, per task, a dict of metrics or a non-empty list of dicts") from None
 
 
-def run_chunk(experiment: Experiment, tasks: Sequence[Task], fail_fast: bool = False) -> list[dict]:
-    """Run one chunk; returns one row per task: metrics plus ``runtime_s`` and ``error``."""
+def _with_timing(entry, dt: float, error: str):
+    """Attach ``runtime_s`` (a task's time, spread over its rows) and ``error`` to an entry's rows."""
+    if isinstance(entry, list):
+        return [{**r, "runtime_s": dt / len(entry), "error": error} for r in entry]
+    return {**entry, "runtime_s": dt, "error": error}
+
+
+def run_chunk(experiment: Experiment, tasks: Sequence[Task], fail_fast: bool = False) -> list:
+    """Run one chunk; returns one entry per task (a row, or a list of rows): metrics plus ``runtime_s`` and ``error``."""
     t0 = time.perf_counter()
     try:
         rows = _checked_rows(experiment.run(list(tasks)), len(tasks), experiment.name)
@@ -256,7 +274,7 @@ def run_chunk(experiment: Experiment, tasks: Sequence[Task], fail_fast: bool = F
                 rows.append({})
                 errors.append(_error_text(exc_one))
             elapsed.append(time.perf_counter() - t1)
-    return [{**r, "runtime_s": dt, "error": e} for r, dt, e in zip(rows, elapsed, errors)]
+    return [_with_timing(r, dt, e) for r, dt, e in zip(rows, elapsed, errors)]
 
 
 # --------------------------------------------------------------------------- cache
@@ -268,7 +286,7 @@ def _cache_path(folder: Path, index: int, chunk) -> Path:
     return folder / f"chunk-{index:05d}-{_digest(_chunk_tasks_record(chunk))[:12]}.json"
 
 
-def _load_chunk(path: Path, chunk) -> list[dict] | None:
+def _load_chunk(path: Path, chunk) -> list | None:
     if not path.exists():
         return None
     try:
@@ -282,7 +300,7 @@ def _load_chunk(path: Path, chunk) -> list[dict] | None:
         return None
 
 
-def _save_chunk(path: Path, chunk, rows: list[dict]) -> None:
+def _save_chunk(path: Path, chunk, rows: list) -> None:
     payload = json.dumps({"tasks": _chunk_tasks_record(chunk), "rows": rows, "checksum": _digest(rows)})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
@@ -483,7 +501,8 @@ def run_grid(
     Returns
     -------
     pandas.DataFrame
-        One row per (grid point, trial): the grid parameters, ``trial``, ``seed``,
+        One row per (grid point, trial), or several where ``run`` returns a list of
+        rows for a task (in its order): the grid parameters, ``trial``, ``seed``,
         the metrics, ``runtime_s`` and ``error``; ``df.attrs["config"]`` holds the
         configuration (experiment, grid, params, trials, seed, version, runtime).
 
@@ -501,7 +520,7 @@ def run_grid(
         raise ValueError(f"scheduler is used only with backend='dask', got backend={backend!r}")
     plan = plan_grid(experiment, grid, trials=trials, seed=seed, params=params, quick=quick)
     t0 = time.perf_counter()
-    results: dict[int, list[dict]] = {}
+    results: dict[int, list] = {}
     folder = claims = None
     if cache_dir is not None:
         folder = Path(cache_dir) / f"{plan.experiment.name}-{plan.key}"
@@ -580,18 +599,19 @@ def run_grid(
     return _assemble(plan, results, time.perf_counter() - t0, n_cached)
 
 
-def _assemble(plan: GridPlan, results: Mapping[int, list[dict]], runtime: float, n_cached: int = 0) -> pd.DataFrame:
+def _assemble(plan: GridPlan, results: Mapping[int, list], runtime: float, n_cached: int = 0) -> pd.DataFrame:
     records = []
     metric_cols: dict[str, None] = {}
     for c, chunk in enumerate(plan.chunks):
-        for (i, task), row in zip(chunk, results[c]):
-            for k in row:
-                if k not in ("runtime_s", "error"):
-                    metric_cols.setdefault(k, None)
-            records.append((i, task.trial, {**plan.points[i], "trial": task.trial, "seed": task.seed, **row}))
-    records.sort(key=lambda r: (r[0], r[1]))
+        for (i, task), entry in zip(chunk, results[c]):
+            for j, row in enumerate(entry if isinstance(entry, list) else [entry]):
+                for k in row:
+                    if k not in ("runtime_s", "error"):
+                        metric_cols.setdefault(k, None)
+                records.append((i, task.trial, j, {**plan.points[i], "trial": task.trial, "seed": task.seed, **row}))
+    records.sort(key=lambda r: r[:3])
     columns = list(plan.config["grid"]) + ["trial", "seed"] + list(metric_cols) + ["runtime_s", "error"]
-    df = pd.DataFrame([r[2] for r in records], columns=columns)
+    df = pd.DataFrame([r[3] for r in records], columns=columns)
     df["error"] = df["error"].fillna("").astype(str)
     config = dict(plan.config)
     config["runtime_s"] = round(runtime, 3)

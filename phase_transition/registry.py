@@ -16,8 +16,11 @@ An experiment is everything the sweep engine needs to know, and nothing more:
 * ``quick_params``: overrides of the fixed parameters for the quick run;
 * ``run(tasks)``: the one place where mathematics meets the engine.  It gets a
   list of :class:`Task` (all grid points and trials of one chunk) and returns
-  one ``dict`` of metrics per task, in the same order.  It is expected to batch
-  the tasks into one solver call.  It may raise: the engine then re-runs the
+  one entry per task, in the same order: a ``dict`` of metrics (one row of the
+  table), or a list of such dicts when one task measures several observations
+  (one row per noise level of one trained model, say; the rows keep their
+  order, and each gets the task's grid values, ``trial`` and ``seed``).  It is
+  expected to batch the tasks into one solver call.  It may raise: the engine then re-runs the
   tasks one at a time to find and record the failing ones;
 * ``chunk_by``: the grid keys whose values define a chunk; tasks whose grid
   points agree on them run in one ``run`` call (``None``: one chunk per grid
@@ -81,7 +84,8 @@ class Experiment:
     description : str
         One line for ``phase-transition list`` and the report.
     run : callable
-        ``run(tasks) -> list[dict]``: one dict of metrics per :class:`Task`, in order.
+        ``run(tasks) -> list``: per :class:`Task`, in order, a dict of metrics (one row)
+        or a non-empty list of dicts (several rows of that task).
     grid, quick_grid : dict of {str: list}
         Default (paper-scale) and quick values of the swept parameters (same keys).
     parameters : type, optional
@@ -110,7 +114,7 @@ class Experiment:
 
     name: str
     description: str
-    run: Callable[[Sequence[Task]], list[dict]]
+    run: Callable[[Sequence[Task]], list]
     grid: Mapping[str, Sequence[Any]]
     quick_grid: Mapping[str, Sequence[Any]]
     params: Mapping[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from toy_experiments import ARRAY, TOY, WRONG_COUNT
+from toy_experiments import ARRAY, EMPTY_ENTRY, LEVELS, TOY, WRONG_COUNT
 
 from phase_transition import run_grid, trial_seed
 from phase_transition.grid import CacheWarning, plan_grid
@@ -134,6 +134,30 @@ def test_run_must_return_one_dict_per_task():
     df = run_grid(WRONG_COUNT, progress=False)
     assert len(df) == 4
     assert df["error"].str.contains("must return a list of").all()
+
+
+def test_several_rows_per_task_make_a_tidy_table(tmp_path):
+    df = run_grid(LEVELS, progress=False, cache_dir=tmp_path)
+    ok = df[df["error"] == ""]
+    # a = 1, 2, 3 levels per task, trial 1 of a = 3 failed (one row of NaN with its error)
+    assert len(ok) == 2 * (1 + 2) + 3 and len(df) == len(ok) + 1
+    assert df.loc[df["error"] != "", "value"].isna().all()
+    assert list(df.columns[:3]) == ["a", "trial", "seed"]
+    for (a, trial), rows in ok.groupby(["a", "trial"]):
+        assert rows["level"].tolist() == list(range(a))  # each task's rows in their order
+        seed = trial_seed(0, {"a": a}, trial)
+        assert (rows["seed"] == seed).all()
+        np.testing.assert_array_equal(rows["value"], np.random.default_rng(seed).standard_normal(a))
+    # the task's time is spread over its rows: the chunk's total is kept
+    assert df.attrs["config"]["n_rows"] == len(df)
+    again = run_grid(LEVELS, progress=False, cache_dir=tmp_path)  # from the cache: the same table
+    assert again.attrs["config"]["cached_chunks"] == again.attrs["config"]["n_chunks"]
+    pd.testing.assert_frame_equal(df, again)
+
+
+def test_an_empty_list_of_rows_is_an_error():
+    df = run_grid(EMPTY_ENTRY, progress=False)
+    assert df["error"].str.contains("non-empty list of dicts").all()
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,42 @@ ARRAY = Experiment(
 )
 
 
+def levels_run(tasks):
+    """Several rows per task: one per level, each from the task's own generator (so the rows are seeded)."""
+    out = []
+    for t in tasks:
+        if t.params["a"] == 3 and t.trial == 1:
+            raise ValueError("toy failure at a=3 trial=1")
+        draws = t.rng.standard_normal(t.params["a"])
+        out.append([{"level": j, "value": float(v)} for j, v in enumerate(draws)])
+    return out
+
+
+LEVELS = Experiment(
+    name="toy-levels",
+    description="several rows per task (one per level)",
+    run=levels_run,
+    grid={"a": [1, 2, 3]},
+    quick_grid={"a": [1, 2, 3]},
+    trials=2,
+    chunk_by=None,
+)
+
+
+def empty_entry_run(tasks):
+    return [[] for _ in tasks]
+
+
+EMPTY_ENTRY = Experiment(
+    name="toy-empty-entry",
+    description="run returns an empty list for a task",
+    run=empty_entry_run,
+    grid={"a": [1]},
+    quick_grid={"a": [1]},
+    trials=1,
+)
+
+
 def broken_plot(table, config):
     raise RuntimeError("toy plot is broken")
 
