@@ -51,25 +51,39 @@ def test_jacobian_rank_quick(jacobian_quick):
     table, summary = jacobian_quick
     p = {**mx.JACOBIAN.quick_params}
     S, K, d, n = 18, p["K"], p["d"], p["n"]
+    # tidy: one row per denoiser, trial and noise level, SNR = 1/sigma
+    assert len(table) == len(mx.DENOISERS) * table["trial"].nunique() * S
+    assert (table.groupby(["denoiser", "trial"]).size() == S).all()
+    assert (table.groupby(["denoiser", "trial"])["level"].apply(list) == [list(range(S))] * (len(table) // S)).all()
+    np.testing.assert_allclose(table["snr"], 1.0 / table["sigma"])
+    mid = (table["snr"] >= mx.JacobianParameters(denoiser="mlp").mid_snr_low) & (table["snr"] <= 5.0)
+    assert (table["mid_band"] == mid).all()
     cf = table[table["denoiser"] == "closed_form"]
     for r in mx.RANKS:
         assert (cf[f"{r}_rank_max"] <= K * d).all()  # Lemma 2 at every SNR of the grid, both definitions
-    assert (cf["energy_rank_final_nearest_match"] == 1.0).all()  # d_k of the nearest component at high SNR
-    np.testing.assert_allclose(cf[f"energy_rank_ratio_{S - 1}"], d / n)
-    np.testing.assert_allclose(cf["threshold_rank_ratio_0"], K * d / n)  # low SNR: all subspaces
+    last, first = cf[cf["level"] == S - 1], cf[cf["level"] == 0]
+    assert (last["energy_rank_nearest_match"] == 1.0).all()  # d_k of the nearest component at high SNR
+    assert cf.loc[cf["level"] < S - 1, "energy_rank_nearest_match"].isna().all()
+    np.testing.assert_allclose(last["energy_rank_ratio"], d / n)
+    np.testing.assert_allclose(first["threshold_rank_ratio"], K * d / n)  # low SNR: all subspaces
     emp = table[table["denoiser"] == "empirical"]
-    assert (emp[f"threshold_rank_ratio_{S - 1}"] <= 1.0 / n).all()  # memorizing: (near) zero Jacobian
+    assert (emp.loc[emp["level"] == S - 1, "threshold_rank_ratio"] <= 1.0 / n).all()  # memorizing: (near) zero Jacobian
     dae = table[table["denoiser"] == "softmax_dae"]
     assert (dae["energy_rank_max"] <= K * d).all()  # same formula with learned bases: Lemma 2 too
     assert summary["closed_form_bound_violations"] == 0
     assert summary["rank_bound"] == K * d
-    # the tidy view: one row per denoiser, trial and level, SNR = 1/sigma
-    tidy = mx.jacobian_levels(table)
-    assert len(tidy) == len(table) * S
-    np.testing.assert_allclose(tidy["snr"], 1.0 / tidy["sigma"])
-    assert {"energy_rank_ratio", "threshold_rank_ratio"} <= set(tidy.columns)
+    mlp_mid = table[(table["denoiser"] == "mlp") & table["mid_band"]]
+    assert summary["mlp_energy_rank_ratio_mid_min"] == mlp_mid["energy_rank_ratio"].min()
     fig = mx.JACOBIAN.plot(table, table.attrs["config"])
     assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "SNR = 1 / sigma"
+
+
+def test_bound_violations_are_counted():
+    table = pd.DataFrame({"denoiser": ["closed_form"] * 3, "trial": 0, "level": [0, 1, 2], "mid_band": True,
+                          "rank_bound": 4, "energy_rank_max": [4, 5, 3], "threshold_rank_max": [4, 4, 6],
+                          "energy_rank_ratio": 0.1, "energy_rank_nearest_match": [np.nan, np.nan, 1.0], "error": ""})
+    summary = mx.summarize_jacobian(table, {"params": {"n": 16}})
+    assert summary["closed_form_bound_violations"] == 2  # levels 1 and 2 exceed the bound
 
 
 def test_trained_mlp_low_rank_in_middle_band(jacobian_quick):
@@ -89,9 +103,9 @@ def test_jacobian_cells_do_not_depend_on_the_grid():
     params = {"mlp_steps": 40, "dae_steps": 20, "n_samples": 3}
     one = _run("molrg-jacobian-rank", {"denoiser": ["mlp"]}, trials=1, **params)
     two = _run("molrg-jacobian-rank", {"denoiser": ["mlp", "closed_form"]}, trials=2, **params)  # 2 networks batched
-    a = one.drop(columns=["runtime_s"]).iloc[0]
-    b = two[(two["denoiser"] == "mlp") & (two["trial"] == 0)].drop(columns=["runtime_s"]).iloc[0]
-    pd.testing.assert_series_equal(a, b, check_names=False)
+    a = one.drop(columns=["runtime_s"]).reset_index(drop=True)
+    b = two[(two["denoiser"] == "mlp") & (two["trial"] == 0)].drop(columns=["runtime_s"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
 
 
 # --------------------------------------------------------------------------- figure 7
@@ -100,6 +114,14 @@ def test_jacobian_training_rank_approaches_closed_form():
     summary = _summary(mx.JACOBIAN_TRAINING, table)
     assert mx.training_claim(summary), summary
     assert (table["grad_norm_final"] > 0).all()
+    # tidy, two series: rank rows (budget, trial, level) and gradient-norm rows (budget, trial, iteration)
+    rank, grad = table[table["series"] == "rank"], table[table["series"] == "grad_norm"]
+    assert len(rank) + len(grad) == len(table)
+    assert (rank.groupby(["mlp_steps", "trial"]).size() == 18).all()
+    for steps, rows in grad.groupby("mlp_steps"):
+        its = rows["iteration"].to_numpy()
+        assert its[0] == 1 and its[-1] == steps and (np.diff(its) > 0).all()
+    assert rank["iteration"].isna().all() and grad["level"].isna().all()
     fig = mx.JACOBIAN_TRAINING.plot(table, table.attrs["config"])
     assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "SNR = 1 / sigma"
 

@@ -6,15 +6,15 @@
     schedule, in the authors' setup (n = 48, K = 2, d = 7, N = 700, 15 trajectories).
     Two ranks of the same Jacobians: the *energy rank* of the paper's eq. (46) as the
     authors compute it (smallest r with ``sqrt(cumsum(s^2))[r] > 0.99 ||s||``;
-    columns ``energy_rank_ratio_<i>``) and the relative-threshold rank (singular
-    values above ``1e-3`` of the largest; ``threshold_rank_ratio_<i>``), at level
-    ``i`` of the Karras grid (``sigma_<i>``).  Denoisers: the closed-form posterior
+    columns ``energy_rank_*``) and the relative-threshold rank (singular values
+    above ``1e-3`` of the largest; ``threshold_rank_*``).  The table is tidy: one
+    row per denoiser, trial and noise level (``level`` ``i`` of the Karras grid,
+    ``sigma``, ``snr``, ``mid_band``), with the rank ratios averaged over the
+    trajectories (``*_rank_ratio``) and their maxima (``*_rank_max``).  Denoisers: the closed-form posterior
     mean (Lemma 2: ``rank <= sum_k d_k``), the softmax DAE trained by SGD on the N
     samples (its learned bases in the same formula), an over-parameterized MLP
     trained on them, and the empirical optimal denoiser (the memorizing reference).
-    The engine stores one row per denoiser and trial; :func:`jacobian_levels` gives
-    the tidy view, one row per denoiser, trial and noise level, that the plot and
-    the summary read.  The *middle SNR band* is ``mid_snr_low <= 1/sigma <=
+    The *middle SNR band* is ``mid_snr_low <= 1/sigma <=
     mid_snr_high`` (default 0.2 to 5: away from the low-SNR end, where every
     denoiser is close to the data mean, and the high-SNR end, where EDM's skip
     connection makes every denoiser close to the identity).
@@ -22,7 +22,11 @@
 ``molrg-jacobian-training`` (the paper's Figure 7)
     The MLP of ``molrg-jacobian-rank`` trained for several budgets (grid key
     ``mlp_steps``, the Adam steps of each run), its energy rank against SNR on the same trajectories as the
-    closed form's, and the gradient norm of its loss against iterations.  The claim:
+    closed form's, and the gradient norm of its loss against iterations.  The table is
+    tidy, in two series (column ``series``): ``"rank"`` rows, one per budget, trial
+    and noise level (the MLP's and the closed form's rank ratios), and
+    ``"grad_norm"`` rows, one per budget, trial and stored iteration
+    (``iteration``, ``grad_norm``: the mean over the 20 steps up to it).  The claim:
     as training proceeds, the MLP's rank in the middle SNR band approaches the
     closed form's (``mid_gap``, the mean absolute difference of the rank ratios in
     the band, decreases).
@@ -62,49 +66,21 @@ def _ok(table):
     return table[table["error"].fillna("") == ""] if "error" in table else table
 
 
-def _level_columns(table, prefix: str) -> list[str]:
-    cols = [c for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
-    return sorted(cols, key=lambda c: int(c[len(prefix):]))
-
-
-def jacobian_levels(table, keys: Sequence[str] = ("denoiser",)):
-    """Tidy view of a Jacobian-rank table: one row per ``keys``, trial and noise level.
-
-    Columns: the ``keys``, ``trial``, ``level``, ``sigma``, ``snr`` (``1/sigma``) and
-    ``energy_rank_ratio`` / ``threshold_rank_ratio`` (those present).
-    """
-    import pandas as pd
-
-    ok = _ok(table)
-    keys = [k for k in keys if k in ok]
-    sig = _level_columns(ok, "sigma_")
-    out = []
-    for i, sc in enumerate(sig):
-        part = ok[keys + ["trial"]].copy()
-        part["level"] = i
-        part["sigma"] = ok[sc].to_numpy(float)
-        part["snr"] = 1.0 / part["sigma"]
+def _level_rows(traj, p, bound: int, **extra) -> list[dict]:
+    """One row per noise level of a trajectory: sigma, SNR, middle band, rank ratios (mean) and maxima."""
+    S = traj.sigma.shape[0]
+    mid = _mid_band(traj.sigma, p)
+    ranks = {r: getattr(traj, f"{r}_rank").reshape(S, -1) for r in RANKS}
+    rows = []
+    for i in range(S):
+        row: dict[str, Any] = {"level": i, "sigma": float(traj.sigma[i]), "snr": float(1.0 / traj.sigma[i]),
+                               "mid_band": bool(mid[i]), "rank_bound": bound}
         for r in RANKS:
-            col = f"{r}_rank_ratio_{i}"
-            if col in ok:
-                part[f"{r}_rank_ratio"] = ok[col].to_numpy(float)
-        out.append(part)
-    if not out:
-        return pd.DataFrame(columns=keys + ["trial", "level", "sigma", "snr"])
-    return pd.concat(out, ignore_index=True).sort_values(keys + ["trial", "level"], ignore_index=True)
-
-
-def _rank_row(traj, model, prefix: str = "") -> dict:
-    """Row entries of one trajectory's ranks: per-level ratios and the scalar summaries."""
-    row: dict[str, Any] = {}
-    for r in RANKS:
-        ranks = getattr(traj, f"{r}_rank")  # (S, n_samples)
-        ratio = ranks.reshape(ranks.shape[0], -1).mean(1) / traj.n
-        row[f"{prefix}{r}_rank_max"] = int(ranks.max())
-        row[f"{prefix}{r}_rank_final"] = float(ranks[-1].mean())
-        for i, v in enumerate(ratio):
-            row[f"{prefix}{r}_rank_ratio_{i}"] = float(v)
-    return row
+            row[f"{r}_rank_ratio"] = float(ranks[r][i].mean() / traj.n)
+            row[f"{r}_rank_max"] = int(ranks[r][i].max())
+        row.update({k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in extra.items()})
+        rows.append(row)
+    return rows
 
 
 def _mid_band(sigma, p) -> np.ndarray:
@@ -239,15 +215,11 @@ def run_jacobian(tasks: Sequence[Task]) -> list[dict]:
         else:
             raise ValueError(f"denoiser must be one of {list(DENOISERS)}, got {kind!r}")
         traj = _trajectory(den, x_T, p, torch.float32 if kind == "mlp" else torch.float64)
-        mid = _mid_band(traj.sigma, p)
         near = _nearest_dims(model, traj.samples.astype(np.float64))
-        row: dict[str, Any] = {"rank_bound": int(sum(model.dims)), **_rank_row(traj, model)}
-        row["energy_rank_final_nearest_match"] = float(np.mean(traj.energy_rank[-1] == near))
-        row["energy_rank_ratio_mid_min"] = float(traj.rank_ratio[mid].min()) if mid.any() else float("nan")
-        row["energy_rank_ratio_mid_mean"] = float(traj.rank_ratio[mid].mean()) if mid.any() else float("nan")
-        for i, s in enumerate(traj.sigma):
-            row[f"sigma_{i}"] = float(s)
-        rows.append(row)
+        # at the last (highest-SNR) level: the fraction of trajectories whose energy rank is d_k of the nearest subspace
+        match = np.full(traj.sigma.shape[0], np.nan)
+        match[-1] = float(np.mean(traj.energy_rank[-1] == near))
+        rows.append(_level_rows(traj, p, int(sum(model.dims)), energy_rank_nearest_match=match))
     return rows
 
 
@@ -256,7 +228,7 @@ def plot_jacobian(table, config: Mapping[str, Any]):
     import matplotlib.pyplot as plt
 
     c = {**config.get("params", {}), **config}
-    tidy = jacobian_levels(table)
+    tidy = _ok(table)
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6), sharey=True)
     styles = {"closed_form": "o-", "softmax_dae": "s--", "mlp": "^-", "empirical": "x:"}
     for ax, r in zip(axes, RANKS):
@@ -294,17 +266,19 @@ def summarize_jacobian(table, config: Mapping[str, Any]) -> dict:
     for kind, rows in ok.groupby("denoiser"):
         for r in RANKS:
             out[f"{kind}_{r}_rank_max"] = int(rows[f"{r}_rank_max"].max())
-        out[f"{kind}_energy_rank_ratio_mid_min"] = float(rows["energy_rank_ratio_mid_min"].min())
-        out[f"{kind}_energy_rank_ratio_mid_mean"] = float(rows["energy_rank_ratio_mid_mean"].mean())
-        out[f"{kind}_final_nearest_match"] = float(rows["energy_rank_final_nearest_match"].mean())
+        mid = rows[rows["mid_band"].astype(bool)]
+        out[f"{kind}_energy_rank_ratio_mid_min"] = float(mid["energy_rank_ratio"].min()) if len(mid) else float("nan")
+        out[f"{kind}_energy_rank_ratio_mid_mean"] = float(mid["energy_rank_ratio"].mean()) if len(mid) else float("nan")
+        out[f"{kind}_final_nearest_match"] = float(rows["energy_rank_nearest_match"].mean())  # last level only
     if len(ok):
         out["rank_bound"] = int(ok["rank_bound"].max())
         out["n"] = int(config.get("params", config).get("n", 48)) if isinstance(config, Mapping) else 48
         out["rank_bound_ratio"] = out["rank_bound"] / out["n"]
     if "closed_form" in set(ok.get("denoiser", [])):
         cf = ok[ok["denoiser"] == "closed_form"]
-        out["closed_form_bound_violations"] = int((cf["energy_rank_max"] > cf["rank_bound"]).sum()
-                                                  + (cf["threshold_rank_max"] > cf["rank_bound"]).sum())
+        # levels (of any trial) where either rank exceeds the bound
+        out["closed_form_bound_violations"] = int(((cf["energy_rank_max"] > cf["rank_bound"])
+                                                   | (cf["threshold_rank_max"] > cf["rank_bound"])).sum())
     return out
 
 
@@ -348,8 +322,8 @@ class JacobianTrainingParameters(JacobianParameters):
     grad_points: int = param(24, ge=2, help="iterations at which the gradient norm is stored (log-spaced)")
 
 
-def run_jacobian_training(tasks: Sequence[Task]) -> list[dict]:
-    """Per task: an MLP trained for ``mlp_steps`` steps (one batched model per chunk), its ranks and the closed form's."""
+def run_jacobian_training(tasks: Sequence[Task]) -> list[list[dict]]:
+    """Per task: an MLP trained for ``mlp_steps`` steps (one batched model per chunk); rank rows and gradient-norm rows."""
     import torch
 
     from molrg.sampling import closed_form_denoiser
@@ -357,28 +331,23 @@ def run_jacobian_training(tasks: Sequence[Task]) -> list[dict]:
     prepared = [(task, *_prepare(task)) for task in tasks]
     p0 = tasks[0].params
     res = _train_mlps([(t, X) for t, _, X, _ in prepared], p0, track_grad_norm=True)
-    rows = []
+    out = []
     for e, (task, model, X, x_T) in enumerate(prepared):
         p = task.params
         traj = _trajectory(res.denoiser(e), x_T, p, torch.float32)
         cf = _trajectory(closed_form_denoiser(model), x_T, p, torch.float64)
-        mid = _mid_band(traj.sigma, p)
-        row: dict[str, Any] = {"rank_bound": int(sum(model.dims)), **_rank_row(traj, model)}
-        row.update({k: v for k, v in _rank_row(cf, model, "closed_form_").items() if "energy" in k})
-        row["energy_rank_ratio_mid_mean"] = float(traj.rank_ratio[mid].mean())
-        row["closed_form_energy_rank_ratio_mid_mean"] = float(cf.rank_ratio[mid].mean())
-        row["mid_gap"] = float(np.abs(traj.rank_ratio[mid] - cf.rank_ratio[mid]).mean())
-        for i, s in enumerate(traj.sigma):
-            row[f"sigma_{i}"] = float(s)
+        S = cf.sigma.shape[0]
+        cf_ratio = cf.energy_rank.reshape(S, -1).mean(1) / cf.n
         g = res.grad_norm_history[:, e]
+        scalars = {"grad_norm_final": float(g[-max(1, len(g) // 20):].mean()),
+                   "train_loss": float(res.loss_history[-max(1, len(g) // 20):, e].mean())}
+        rows = [{"series": "rank", **r, **scalars}
+                for r in _level_rows(traj, p, int(sum(model.dims)), closed_form_energy_rank_ratio=cf_ratio)]
         its = np.unique(np.geomspace(1, len(g), int(p["grad_points"])).round().astype(int))
-        for k, it in enumerate(its):
-            row[f"grad_iter_{k}"] = int(it)
-            row[f"grad_norm_{k}"] = float(g[max(0, it - 20): it].mean())  # mean over the 20 steps up to it
-        row["grad_norm_final"] = float(g[-max(1, len(g) // 20):].mean())
-        row["train_loss"] = float(res.loss_history[-max(1, len(g) // 20):, e].mean())
-        rows.append(row)
-    return rows
+        rows += [{"series": "grad_norm", "iteration": int(it), "grad_norm": float(g[max(0, it - 20): it].mean()), **scalars}
+                 for it in its]  # mean over the 20 steps up to each stored iteration
+        out.append(rows)
+    return out
 
 
 def plot_jacobian_training(table, config: Mapping[str, Any]):
@@ -387,7 +356,7 @@ def plot_jacobian_training(table, config: Mapping[str, Any]):
 
     c = {**config.get("params", {}), **config}
     ok = _ok(table)
-    tidy = jacobian_levels(ok, keys=("mlp_steps",))
+    tidy = ok[ok["series"] == "rank"] if "series" in ok else ok.iloc[:0]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     cmap = plt.get_cmap("viridis")
     its = sorted(set(tidy["mlp_steps"])) if len(tidy) else []
@@ -395,10 +364,9 @@ def plot_jacobian_training(table, config: Mapping[str, Any]):
         g = tidy[tidy["mlp_steps"] == it].groupby("level")
         ax.plot(g["snr"].mean(), g["energy_rank_ratio"].mean(), "^-", ms=3, color=cmap(j / max(1, len(its) - 1)),
                 label=f"MLP, {it} iterations")
-    cf_cols = _level_columns(ok, "closed_form_energy_rank_ratio_")
-    if cf_cols:
-        snr = 1.0 / ok[_level_columns(ok, "sigma_")].to_numpy(float).mean(0)
-        ax.plot(snr, ok[cf_cols].to_numpy(float).mean(0), "ko--", ms=3, label="closed form (Lemma 2)")
+    if len(tidy):
+        g = tidy.groupby("level")
+        ax.plot(g["snr"].mean(), g["closed_form_energy_rank_ratio"].mean(), "ko--", ms=3, label="closed form (Lemma 2)")
     ax.axvspan(float(c.get("mid_snr_low", 0.2)), float(c.get("mid_snr_high", 5.0)), color="0.9", zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel("SNR = 1 / sigma")
@@ -406,12 +374,9 @@ def plot_jacobian_training(table, config: Mapping[str, Any]):
     ax.set_title("(a) Jacobian energy rank as training proceeds", fontsize=9)
     ax.legend(fontsize=7)
     if len(ok):
-        top = ok[ok["mlp_steps"] == ok["mlp_steps"].max()]
-        k_cols = _level_columns(top, "grad_iter_")
-        for _, r in top.iterrows():
-            x = [r[f"grad_iter_{k[len('grad_iter_'):]}"] for k in k_cols]
-            y = [r[f"grad_norm_{k[len('grad_iter_'):]}"] for k in k_cols]
-            bx.plot(x, y, "-", lw=1, alpha=0.8, label=f"trial {r['trial']}")
+        top = ok[(ok["series"] == "grad_norm") & (ok["mlp_steps"] == ok["mlp_steps"].max())]
+        for trial, r in top.groupby("trial"):
+            bx.plot(r["iteration"], r["grad_norm"], "-", lw=1, alpha=0.8, label=f"trial {trial}")
     bx.set_xscale("log")
     bx.set_yscale("log")
     bx.set_xlabel("training iterations")
@@ -422,19 +387,25 @@ def plot_jacobian_training(table, config: Mapping[str, Any]):
 
 
 def summarize_jacobian_training(table, config: Mapping[str, Any]) -> dict:
-    """Per budget: mean middle-band gap to the closed form and mean MLP middle-band rank ratio; gradient norms."""
+    """Per budget: mean middle-band gap to the closed form and mean MLP middle-band rank ratio; gradient norms.
+
+    ``mid_gap``: the mean over the middle-band levels (and trials) of ``|MLP ratio - closed-form ratio|``.
+    """
     ok = _ok(table)
     out: dict[str, Any] = {}
-    g = ok.groupby("mlp_steps")
-    gaps = g["mid_gap"].mean()
+    rank = ok[(ok["series"] == "rank") & ok["mid_band"].astype(bool)] if "series" in ok else ok.iloc[:0]
+    if not len(rank):
+        return out
+    rank = rank.assign(gap=(rank["energy_rank_ratio"] - rank["closed_form_energy_rank_ratio"]).abs())
+    g = rank.groupby("mlp_steps")
+    gaps = g["gap"].mean()
     for it, v in gaps.items():
         out[f"mid_gap_{it}"] = float(v)
-        out[f"mlp_mid_rank_ratio_{it}"] = float(g["energy_rank_ratio_mid_mean"].mean()[it])
+        out[f"mlp_mid_rank_ratio_{it}"] = float(g["energy_rank_ratio"].mean()[it])
         out[f"grad_norm_final_{it}"] = float(g["grad_norm_final"].mean()[it])
-    if len(gaps):
-        out["closed_form_mid_rank_ratio"] = float(ok["closed_form_energy_rank_ratio_mid_mean"].mean())
-        out["mid_gap_first"], out["mid_gap_last"] = float(gaps.iloc[0]), float(gaps.iloc[-1])
-        out["mid_gap_decreasing"] = bool(np.all(np.diff(gaps.to_numpy()) < 0))
+    out["closed_form_mid_rank_ratio"] = float(rank["closed_form_energy_rank_ratio"].mean())
+    out["mid_gap_first"], out["mid_gap_last"] = float(gaps.iloc[0]), float(gaps.iloc[-1])
+    out["mid_gap_decreasing"] = bool(np.all(np.diff(gaps.to_numpy()) < 0))
     return out
 
 
