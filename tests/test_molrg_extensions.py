@@ -113,15 +113,19 @@ def test_jacobian_training_rank_approaches_closed_form():
     table = _run("molrg-jacobian-training")
     summary = _summary(mx.JACOBIAN_TRAINING, table)
     assert mx.training_claim(summary), summary
-    assert (table["grad_norm_final"] > 0).all()
-    # tidy, two series: rank rows (budget, trial, level) and gradient-norm rows (budget, trial, iteration)
+    # tidy, two series: rank rows (trial, snapshot, level) and gradient-norm rows (trial, iteration)
     rank, grad = table[table["series"] == "rank"], table[table["series"] == "grad_norm"]
     assert len(rank) + len(grad) == len(table)
-    assert (rank.groupby(["mlp_steps", "trial"]).size() == 18).all()
-    for steps, rows in grad.groupby("mlp_steps"):
-        its = rows["iteration"].to_numpy()
-        assert its[0] == 1 and its[-1] == steps and (np.diff(its) > 0).all()
+    steps = mx.checkpoint_steps(400, 4)
+    assert steps == [13, 40, 126, 400]
+    assert sorted(set(rank["checkpoint"])) == steps
+    assert (rank.groupby(["trial", "checkpoint"]).size() == 18).all()
+    its = grad["iteration"].to_numpy()
+    assert its[0] == 1 and its[-1] == 400 and (np.diff(its) > 0).all() and (grad["grad_norm"] > 0).all()
     assert rank["iteration"].isna().all() and grad["level"].isna().all()
+    # the closed form's ratios are the same at every snapshot (same trajectories starts, same model)
+    cf = rank.pivot_table(index="level", columns="checkpoint", values="closed_form_energy_rank_ratio")
+    assert (cf.nunique(axis=1) == 1).all()
     fig = mx.JACOBIAN_TRAINING.plot(table, table.attrs["config"])
     assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "SNR = 1 / sigma"
 
