@@ -270,32 +270,125 @@ class LocalScoreMLP(nn.Module):
             return self._forward(x[None], k if isinstance(k, int) else k[None])[0]
         return self._forward(x, k)
 
-    def _forward(self, x, k):
-        """Batched kernel: ``x`` ``(B, S, L)``, ``k`` ``(B, S)`` or an int -> ``(B, S, L)``."""
+    def _first_layer(self, x, k, pos=None):
+        """First-layer pre-activations ``(B, S * P, H)`` and what the backward pass needs.
+
+        ``x`` ``(B, S, L)``, ``k`` ``(B, S)`` or a number; ``pos`` ``(B, S, P)`` integer
+        positions (``None``: all ``P = L``): only the windows centred there are
+        evaluated.  The group products are written into one preallocated tensor and
+        the time part is added in place (no concatenation, no temporaries).
+        """
         B, S, L = x.shape
         if L < 2 * max(self.radii) + 1:
             raise ValueError(f"series length must be >= 2 * radius + 1 = {2 * max(self.radii) + 1}, got {L}")
         if isinstance(k, (int, float)):  # one (possibly fractional) step for every series
             k = torch.full((B, 1), float(k), device=x.device, dtype=x.dtype)
-        temb = torch.baddbmm(self.bias, self.time_features(k), self.time_weight)  # (B, S or 1, H)
+        P = L if pos is None else pos.shape[-1]
+        H, R = self.width, S * P
+        feats = self.time_features(k)
+        temb = torch.baddbmm(self.bias, feats, self.time_weight)  # (B, S or 1, H)
+
+        def windows(xg, r, pg):
+            w = _reflect_windows(xg, r)  # (G, S, L, 2r+1), a strided view
+            if pg is not None:
+                w = torch.gather(w, 2, pg[..., None].expand(-1, -1, -1, 2 * r + 1))
+            return w.reshape(xg.shape[0], R, 2 * r + 1)
+
+        wins = []
         if self.first_layer == "grouped":
-            xs = x if self._perm is None else x[self._perm]
+            perm = self._perm
+            xs = x if perm is None else x[perm]
+            ps = pos if pos is None or perm is None else pos[perm]
+            graph = torch.is_grad_enabled()  # autograd: products then one concatenation
+            hw = None if graph else torch.empty(B, R, H, device=x.device, dtype=x.dtype)
             parts = []
             for (r, a, b), W in zip(self._groups, self.window_weights):
-                w = _reflect_windows(xs[a:b], r).reshape(b - a, S * L, 2 * r + 1)
-                parts.append(torch.bmm(w, W))
-            hw = parts[0] if len(parts) == 1 else torch.cat(parts)
+                w = windows(xs[a:b], r, None if ps is None else ps[a:b])
+                wins.append(w)
+                parts.append(torch.bmm(w, W) if graph else torch.bmm(w, W, out=hw[a:b]))
+            if graph:
+                hw = parts[0] if len(parts) == 1 else torch.cat(parts)
             if self._inv is not None:
                 hw = hw[self._inv]
         else:
             r = max(self.radii)
-            w = _reflect_windows(x, r).reshape(B, S * L, 2 * r + 1)
+            w = windows(x, r, pos)
+            wins.append(w)
             hw = torch.bmm(w, self.window_weights[0] * self.window_mask)
-        h = F.silu(hw.view(B, S, L, self.width) + temb[:, :, None, :]).view(B, S * L, self.width)
+        if torch.is_grad_enabled():
+            hw = (hw.view(B, S, P, H) + temb[:, :, None, :]).view(B, R, H)
+        else:
+            hw.view(B, S, P, H).add_(temb[:, :, None, :])
+        return hw, (feats, wins)
+
+    def _forward(self, x, k, pos=None):
+        """Batched kernel: ``x`` ``(B, S, L)``, ``k`` ``(B, S)`` or an int -> ``(B, S, L)``.
+
+        With positions ``pos`` ``(B, S, P)``: the outputs there only, ``(B, S, P)``.
+        """
+        B, S, L = x.shape
+        P = L if pos is None else pos.shape[-1]
+        inplace = not torch.is_grad_enabled()
+        h = F.silu(self._first_layer(x, k, pos)[0], inplace=inplace)
         for W, bb in zip(self.hidden_weights, self.hidden_biases):
-            h = F.silu(torch.baddbmm(bb, h, W))
+            h = F.silu(torch.baddbmm(bb, h, W), inplace=inplace)
         out = torch.baddbmm(self.out_bias, h, torch.cat([self.out_weight, self._zero_column], dim=2))
-        return out[..., 0].view(B, S, L)
+        return out[..., 0].view(B, S, P)
+
+    def dsm_backward(self, x, k, eps, pos=None):
+        """Per-network DSM loss ``mean |eps_hat_b(x_b, k_b) - eps_b|^2`` and its gradient, by hand.
+
+        The same forward pass as :meth:`forward` (the same operations, so the same
+        losses bit for bit), then the backward pass written out for this network
+        (the chain rule of the layers, :func:`torch.ops.aten.silu_backward` for
+        SiLU) instead of autograd: no graph bookkeeping, and the output layer's
+        backward as an outer product instead of a slow 2-column matrix product
+        (``benchmarks/bench_cir.py``).  The gradient of the SUM of the ``B`` losses
+        is written into every parameter's ``.grad`` (replacing it); network ``b``'s
+        gradient depends on its own data only.  ``x``: ``(B, S, L)``; ``k``:
+        ``(B, S)`` integer steps; ``pos``: ``(B, S, P)`` positions whose windows are
+        scored (``None``: all ``L``); ``eps``: the targets there, ``(B, S, P)``.
+        Returns the ``(B,)`` losses (no graph).  Equal to autograd's gradient up to
+        rounding (tested).
+        """
+        B, S, L = x.shape
+        P = L if pos is None else pos.shape[-1]
+        H, R = self.width, S * P
+        silu_backward = torch.ops.aten.silu_backward
+        with torch.no_grad():
+            hw, (feats, wins) = self._first_layer(x, k, pos)
+            pre = [hw]  # pre-activations, layer by layer
+            h = F.silu(hw)
+            acts = [h]
+            for W, bb in zip(self.hidden_weights, self.hidden_biases):
+                pre.append(torch.baddbmm(bb, h, W))
+                h = F.silu(pre[-1])
+                acts.append(h)
+            out = torch.baddbmm(self.out_bias, h, torch.cat([self.out_weight, self._zero_column], dim=2))
+            resid = out[..., 0].view(B, S, P) - eps
+            loss = torch.mean(resid**2, dim=(1, 2))  # (B,): the same operations as the autograd loss
+            g = resid.view(B, R, 1) * (2.0 / R)  # d(sum_b loss_b) / d out
+            grads = {self.out_bias: g.sum(1, keepdim=True), self.out_weight: torch.bmm(acts[-1].transpose(1, 2), g)}
+            dh = g * self.out_weight.view(B, 1, H)  # (B, R, H): outer product
+            for j in range(len(self.hidden_weights) - 1, -1, -1):
+                da = silu_backward(dh, pre[j + 1])
+                W = self.hidden_weights[j]
+                grads[W] = torch.bmm(acts[j].transpose(1, 2), da)
+                grads[self.hidden_biases[j]] = da.sum(1, keepdim=True)
+                dh = torch.bmm(da, W.transpose(1, 2))
+            da = silu_backward(dh, pre[0])  # (B, R, H)
+            dtemb = da.view(B, S, P, H).sum(2)  # (B, S, H)
+            grads[self.bias] = dtemb.sum(1, keepdim=True)
+            grads[self.time_weight] = torch.bmm(feats.transpose(1, 2), dtemb)
+            if self.first_layer == "grouped":
+                das = da if self._perm is None else da[self._perm]
+                for (r, a, b), W, w in zip(self._groups, self.window_weights, wins):
+                    grads[W] = torch.bmm(w.transpose(1, 2), das[a:b])
+            else:
+                grads[self.window_weights[0]] = torch.bmm(wins[0].transpose(1, 2), da) * self.window_mask
+            for prm, gr in grads.items():
+                prm.grad = gr
+        return loss
 
     def score(self, x, k, alpha_bars):
         """Score of the noised (standardized) law: ``-eps_hat / sqrt(1 - alpha_bar_k)``."""
@@ -516,12 +609,14 @@ def train_local_scores(
     depth: int = 2,
     steps: int = 3000,
     batch_size: int = 128,
+    positions: int | None = None,
     lr: float = 1e-3,
     lr_schedule: str = "constant",
     schedule: DDPMSchedule | None = None,
     n_freqs: int = 6,
     first_layer: str = "grouped",
     optimizer: str = "auto",
+    gradient: str = "manual",
     device: Any = "cpu",
     random_state: Any = None,
 ) -> LocalScoreFit:
@@ -548,7 +643,14 @@ def train_local_scores(
     steps : int
         Adam steps (default 3000, SPEC B5).
     batch_size : int
-        Series per network and step (default 128); every position counts.
+        Series per network and step (default 128).
+    positions : int, optional
+        Windows scored per series and step: ``None`` (default) scores every
+        position; an int ``P`` draws ``P`` positions per series (uniform, with
+        replacement, from the network's stream) and scores only the windows
+        centred there: the same DSM loss in expectation (every window of a noised
+        series has the law it has in the full sum), at ``P / L`` of the cost per
+        series.
     lr : float
         Adam learning rate (default ``1e-3``, the paper's).
     lr_schedule : {"constant", "cosine"}
@@ -561,6 +663,10 @@ def train_local_scores(
         Batching of different radii (module docstring); changes no result beyond rounding.
     optimizer : {"auto", "fused", "foreach", "single"}
         Form of Adam (:func:`molrg.nn.batched_adam`; ``"auto"``: fused where available).
+    gradient : {"manual", "autograd"}
+        How the gradient is computed: the hand-written backward pass of
+        :meth:`LocalScoreMLP.dsm_backward` (default, faster) or torch's autograd;
+        the same gradient up to rounding.
     device : str or torch.device
         Default ``"cpu"``.
     random_state : None, int, Generator, or a sequence of ``B`` of them
@@ -590,9 +696,12 @@ def train_local_scores(
     _check_length(L, max(radii), "X.shape[1] (the series length)")
     steps = check_int("steps", steps, low=1)
     batch_size = check_int("batch_size", batch_size, low=1)
+    if positions is not None:
+        positions = check_int("positions", positions, low=1)
     lr = check_real("lr", lr, low=0.0, low_open=True)
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
     check_choice("optimizer", optimizer, ("auto", "fused", "foreach", "single"))
+    check_choice("gradient", gradient, ("manual", "autograd"))
     schedule = schedule if schedule is not None else DDPMSchedule()
     device = torch.device(device)
     gens = network_generators(random_state, B, device=device)
@@ -619,9 +728,16 @@ def train_local_scores(
         eps = streams.randn((batch_size, L))  # (B, S, L)
         a = ab[k][..., None]
         xk = torch.sqrt(a) * Z[rows, idx] + torch.sqrt(1.0 - a) * eps
-        loss = torch.mean((net._forward(xk, k) - eps) ** 2, dim=(1, 2))  # (B,)
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        pos, target = None, eps
+        if positions is not None:  # the windows centred at P random positions per series
+            pos = streams.randint(L, batch_size * positions).view(B, batch_size, positions)
+            target = torch.gather(eps, 2, pos)
+        if gradient == "manual":
+            loss = net.dsm_backward(xk, k, target, pos)  # (B,), gradients written into .grad
+        else:
+            loss = torch.mean((net._forward(xk, k, pos) - target) ** 2, dim=(1, 2))  # (B,)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
         opt.step()
         if sched is not None:
             sched.step()
