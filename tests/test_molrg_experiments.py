@@ -122,9 +122,13 @@ def spectral_quick():
 
 
 def spectral_sgd_claim(df) -> bool:
-    """SGD from the spectral start never loses a cell of its start, and reaches float32 precision (median <= 1e-4)."""
+    """SGD from the spectral start never loses a cell or a trial of its start, reaches float32 precision
+    (median <= 1e-4), and returns its own trained bases in >= 95% of the trials (the ``keep_best``
+    safeguard gives the start back in the others: there training raised the exact loss).
+    """
     s = get_experiment("molrg-sgd-spectral").summarize(df, df.attrs["config"])
-    return bool(s["cells_below_start"] == 0 and s["broken"] == 0 and s["median_error_of_successes"] <= 1e-4)
+    return bool(s["cells_below_start"] == 0 and s["broken"] == 0 and s["median_error_of_successes"] <= 1e-4
+                and s.get("kept_start", 0.0) <= 0.05)
 
 
 def test_spectral_sgd_keeps_its_start_and_agrees_with_kss(spectral_quick):
@@ -136,19 +140,27 @@ def test_spectral_sgd_keeps_its_start_and_agrees_with_kss(spectral_quick):
     assert df.loc[below, ["success", "kss_success"]].to_numpy().sum() == 0
     far = df["N"] >= 8 * df["d"]
     assert df.loc[far, "success"].mean() >= 0.9 and df.loc[far, "kss_success"].mean() >= 0.9
+    assert df.attrs["config"]["params"]["keep_best"] and "kept_start" in df
 
 
 def test_spectral_sgd_claim_fails_without_the_exact_phase():
-    """The mechanism of the fix: without the exact final phase SGD's noise floor stays (median error >> 1e-4)."""
+    """The mechanism of the fix: without the exact final phase SGD's noise floor stays (median error >> 1e-4)
+    with the safeguard off, and with it on the safeguard must hand back the start in most trials.
+    """
+    exp = get_experiment("molrg-sgd-spectral")
     df = run_grid("molrg-sgd-spectral", quick=True, params={"exact_steps": 0})
     assert not spectral_sgd_claim(df)
-    assert get_experiment("molrg-sgd-spectral").summarize(df, df.attrs["config"])["median_error_of_successes"] > 1e-3
+    assert exp.summarize(df, df.attrs["config"])["kept_start"] > 0.5
+    raw = run_grid("molrg-sgd-spectral", quick=True, params={"exact_steps": 0, "keep_best": False})
+    assert not spectral_sgd_claim(raw)
+    assert exp.summarize(raw, raw.attrs["config"])["median_error_of_successes"] > 1e-3
 
 
 def test_spectral_sgd_k3_keeps_its_start():
     df = run_grid("molrg-sgd-k3-spectral", quick=True)
     s = get_experiment("molrg-sgd-k3-spectral").summarize(df, df.attrs["config"])
-    assert s["cells_below_start"] == 0 and s["median_error_of_successes"] <= 1e-4
+    assert s["cells_below_start"] == 0 and s["broken"] == 0 and s["median_error_of_successes"] <= 1e-4
+    assert s["kept_start"] <= 0.05
     assert three_components_boundary(df)
 
 

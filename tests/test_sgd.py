@@ -194,3 +194,32 @@ def test_iterate_averaging_lowers_a_constant_rate_floor(k1):
     plain = subspace_error_batch(list(train_dae(X[:10], 4, **kw).bases), [truth[0][:10]])
     avg = subspace_error_batch(list(train_dae(X[:10], 4, average=0.5, **kw).bases), [truth[0][:10]])
     assert np.median(avg) < 0.7 * np.median(plain)
+
+
+def test_keep_best_never_ends_above_the_start():
+    """Issue 13 item 2: the ``keep_best`` safeguard returns the start wherever training raised the exact loss.
+
+    Mechanism switched off (``keep_best=False``): from the spectral start, softmax SGD + the exact phase ends
+    above its start's exact loss (SPEC A5 closed form) in several of 30 problems at N = K d; switched on, no
+    problem does, ``kept_start`` marks exactly those, and the others keep their trained bases.
+    """
+    X, _ = _problems(30, 8, 16, [4, 4], 800)
+    kw = dict(parameterization="softmax", init="spectral", steps=100, exact_steps=50, exact_lr=10.0,
+              dtype=np.float32, random_state=list(range(30)))
+    off = train_dae(X, (4, 4), **kw)
+    on = train_dae(X, (4, 4), keep_best=True, **kw)
+    coef = loss_coefficients("vp", weighting="snr")
+    start = closed_form_loss(X, list(off.initial_bases), coefficients=coef)
+    rose = off.closed_form_loss > start * (1 + 1e-10)
+    assert off.kept_start is None and rose.sum() >= 3
+    assert np.array_equal(on.kept_start, rose)
+    assert np.all(on.closed_form_loss <= start * (1 + 1e-10))
+    for U_on, U_off, U0 in zip(on.bases, off.bases, on.initial_bases):
+        assert np.array_equal(U_on[rose], U0[rose]) and np.array_equal(U_on[~rose], U_off[~rose])
+    assert on.config["keep_best"] and not off.config["keep_best"]
+    with pytest.raises(ValueError, match="keep_best=True needs equal dims"):
+        train_dae(X, (3, 4), keep_best=True, steps=1)
+    with pytest.raises(ValueError, match="keep_best must be a bool"):
+        train_dae(X, (4, 4), keep_best="yes", steps=1)
+    with pytest.raises(ValueError, match="keep_best_rtol must be"):
+        train_dae(X, (4, 4), keep_best=True, keep_best_rtol=-1.0, steps=1)

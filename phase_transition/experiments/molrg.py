@@ -114,7 +114,11 @@ def _solve_kss(tasks, X, mask, true, rngs):
 
 
 def _solve_sgd(tasks, X, mask, true, rngs):
-    """Train the DAEs of a chunk; returns (learned bases, start bases): the start is the untrained result."""
+    """Train the DAEs of a chunk; returns (learned bases, start bases, kept_start or None).
+
+    The start is the untrained result; ``kept_start`` marks the problems whose start
+    the ``keep_best`` safeguard returned (training raised their exact loss).
+    """
     p = tasks[0].params
     res = train_dae(
         X,
@@ -129,11 +133,12 @@ def _solve_sgd(tasks, X, mask, true, rngs):
         lr=float(p["lr"]),
         exact_steps=int(p["exact_steps"]),
         exact_lr=float(p["exact_lr"]),
+        keep_best=bool(p["keep_best"]),
         mask=mask,
         dtype=np.float32,  # float32 kernels (the start and the returned bases are float64)
         random_state=rngs,
     )
-    return list(res.bases), list(res.initial_bases)
+    return list(res.bases), list(res.initial_bases), res.kept_start
 
 
 def _make_run(solver):
@@ -157,9 +162,11 @@ def _run_sgd(tasks: Sequence[Task]) -> list[dict]:
     # each solver gets its own child stream of the trial, so neither depends on the other's draws
     kss_rngs = [r.spawn(1)[0] for r in rngs]
     sgd_rngs = [r.spawn(1)[0] for r in rngs]
-    learned, start = _solve_sgd(tasks, X, mask, true, sgd_rngs)
+    learned, start, kept = _solve_sgd(tasks, X, mask, true, sgd_rngs)
     cols = _recovery(learned, true, tau)
     cols.update(_recovery(start, true, tau, "start_"))
+    if kept is not None:
+        cols["kept_start"] = np.asarray(kept, dtype=bool)
     if p["compare_kss"]:
         kss = molrg.k_subspaces_batch(X, [int(p["d"])] * K, mask=mask, init="spectral", n_init=1, random_state=kss_rngs)
         cols.update(_recovery(list(kss.bases), true, tau, "kss_"))
@@ -212,7 +219,8 @@ class SGDParameters(MoLRGParameters):
     batch_size: int = param(32, ge=1, help="samples per problem per step")
     lr: float = param(0.2, gt=0.0, help="peak learning rate (cosine decay), in units of 1 / B_coef")
     exact_steps: int = param(0, ge=0, help="final full-batch steps on the exact (eps- and t-averaged) loss")
-    exact_lr: float = param(10.0, gt=0.0, help="step of the exact phase (a shifted power iteration: any value is stable)")
+    exact_lr: float = param(1000.0, gt=0.0, help="step of the exact phase (a shifted power iteration: any value is stable)")
+    keep_best: bool = param(False, help="return the start where training raised the exact loss (monotone safeguard)")
     compare_kss: bool = param(False, help="also run K-subspaces (spectral start) on the same data sets")
 
     def validate(self):
@@ -245,6 +253,8 @@ _INIT_NAMES = {"near_truth": "start near the truth (eq. 48, uses the truth)", "s
 def sgd_title(params: Mapping) -> str:
     """What the SGD panel shows, from the parameters actually used (parameterization, start, steps)."""
     extra = f" + {params['exact_steps']} exact" if params.get("exact_steps") else ""
+    if params.get("keep_best"):
+        extra += ", keep best (exact loss)"
     return (f"SGD, {_PARAM_NAMES[params['parameterization']]}, K = {params.get('K', 1)}\n"
             f"{_INIT_NAMES[params['init']]}, {params['steps']} steps{extra}")
 
@@ -272,7 +282,8 @@ def _summarize(table: pd.DataFrame, config: Mapping) -> dict:
     SGD experiments add the same numbers for the start alone (``start_...``),
     ``cells_below_start`` (cells where SGD's success rate is below its start's),
     the trials SGD ``broke`` (start succeeded, SGD failed) and ``repaired``, and
-    the median subspace error of the successful trials, trained and start.
+    the median subspace error of the successful trials, trained and start; with the
+    ``keep_best`` safeguard, ``kept_start`` (the fraction of trials whose start it returned).
     """
     ok = successful_rows(table)
     K = int(config["params"].get("K", 1))
@@ -302,6 +313,8 @@ def _summarize(table: pd.DataFrame, config: Mapping) -> dict:
         out["repaired"] = int((~ok["start_success"] & ok["success"]).sum())
         out["median_error_of_successes"] = _median(ok.loc[ok["success"], "subspace_error"])
         out["start_median_error_of_successes"] = _median(ok.loc[ok["start_success"], "start_subspace_error"])
+    if "kept_start" in ok:
+        out["kept_start"] = float(ok["kept_start"].astype(bool).mean())
     if "agree" in ok:
         out["agreement"] = float(ok["agree"].mean())
         out["kss_success_far_above"] = rate("kss_success", far)
@@ -332,6 +345,7 @@ class SGDSpectralParameters(SGDParameters):
     init: str = param("spectral", choices=INITS, help="start: random, spectral, or near_truth (eq. 48, uses the truth)")
     steps: int = param(_STEPS_SPECTRAL, ge=0, help="SGD steps (0: the start only)")
     exact_steps: int = param(_EXACT_STEPS, ge=0, help="final full-batch steps on the exact (eps- and t-averaged) loss")
+    keep_best: bool = param(True, help="return the start where training raised the exact loss (monotone safeguard)")
     compare_kss: bool = param(True, help="also run K-subspaces (spectral start) on the same data sets")
 
 
