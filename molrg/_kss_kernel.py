@@ -17,8 +17,10 @@ Numerical choices:
   orthonormal basis of its row space (one QR, :func:`_reduce`): energies,
   scatter matrices and eigenvectors are then ``r x r`` with ``r = max(N, d_max)``
   and the result is mapped back exactly.
-* Refits: small scatter matrices (``r <= 128``, every figure-4 panel) go
-  through one batched ``numpy.linalg.eigh``; larger ones take only the top
+* Refits: small problems (``r <= 128`` and ``N <= 1000``, every figure-4
+  panel) form all scatter matrices by masked batched products and go through
+  one batched ``numpy.linalg.eigh``; larger ones gather each cluster's rows
+  (``O(N r^2)`` per refit instead of ``O(K N r^2)``) and take only the top
   ``d_max`` eigenpairs (``scipy.linalg.eigh(subset_by_index=...)``), or a thin
   SVD of the cluster's rows when the cluster has fewer rows than ``r``.
 * Ties: an assignment within ``8 r eps ||z||^2`` of the previous label's
@@ -39,6 +41,7 @@ __all__: list[str] = []
 
 _CHUNK = 512  # runs per block (bounds the (A, K, r, r) scatter stack)
 _SUBSET_EIGH_MIN = 128  # r above which refits compute the top d_max eigenpairs only
+_GATHER_MIN_N = 1000  # rows above which refits gather each cluster's rows (one r x r product per cluster)
 
 
 def _energies(Z: np.ndarray, U: np.ndarray) -> np.ndarray:
@@ -55,7 +58,7 @@ def _refit(Z: np.ndarray, labels: np.ndarray, K: int, dmax: int) -> tuple[np.nda
     bases ``(A, K, r, dmax)`` and eigenvalues ``(A, K, dmax)``.
     """
     A, N, r = Z.shape
-    if r > _SUBSET_EIGH_MIN:
+    if r > _SUBSET_EIGH_MIN or N > _GATHER_MIN_N:
         return _refit_top(Z, labels, K, dmax)
     C = np.empty((A, K, r, r), dtype=Z.dtype)
     Zt = np.swapaxes(Z, -1, -2)
@@ -66,7 +69,11 @@ def _refit(Z: np.ndarray, labels: np.ndarray, K: int, dmax: int) -> tuple[np.nda
 
 
 def _refit_top(Z: np.ndarray, labels: np.ndarray, K: int, dmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_refit` for large ``r``: only the top ``dmax`` eigenpairs, one matrix at a time."""
+    """:func:`_refit` for large ``r`` or ``N``: only the top ``dmax`` eigenpairs, one matrix at a time.
+
+    Each cluster's rows are gathered, so a refit costs ``O(N r^2)`` products in
+    all (the batched masked products of :func:`_refit` cost ``K`` times that).
+    """
     A, N, r = Z.shape
     U = np.empty((A, K, r, dmax), dtype=Z.dtype)
     lam = np.empty((A, K, dmax), dtype=Z.dtype)
