@@ -14,13 +14,15 @@ embeddings are in :mod:`molrg._spectral_graphs`):
   numpy (:func:`_cluster_qr_batched`).  Deterministic.  Memory and time grow as
   ``N^2`` and ``N^3``.
 * ``"sparse"``: for large ``N``.  The ``q`` nearest neighbours of every row
-  under ``|cos|`` are the Euclidean nearest neighbours of the normalized rows
-  among the normalized ``+-x_j`` (``||u - v||^2 = 2 - 2 cos``), found by
-  scikit-learn's ``NearestNeighbors`` (brute force, float32; the weights are
-  then recomputed in the data's dtype), once per problem for its largest
-  ``q``; the affinity is a sparse matrix with ``O(N q)`` entries and its top
-  ``K`` eigenvectors come from LOBPCG (block of ``K + 2``, random start from the
-  problem's generator, :func:`_sparse_embedding`).  Memory ``O(N (q + n))``.
+  under ``|cos|`` by an exact brute-force search in float32 row blocks (one
+  GEMM per block and a per-row candidate threshold; the weights are then
+  recomputed in the data's dtype), once per problem for its largest ``q``;
+  the affinity is a sparse matrix with ``O(N q)`` entries.  Its connected
+  components give exact top eigenvectors (eigenvalue 1); LOBPCG computes the
+  others only (block of ``K - C + 2``, random start from the problem's
+  generator, stopped when the residual is small against the spectral gap;
+  :func:`molrg._spectral_graphs._sparse_cluster`).  Memory ``O(N (q + n))``
+  plus the search's 64 MiB blocks.
 * ``"sklearn"``: the reference, ``SpectralClustering(affinity="precomputed",
   assign_labels="cluster_qr")`` once per problem and ``q`` on the dense affinity.
 

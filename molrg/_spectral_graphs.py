@@ -5,8 +5,10 @@ problems at once (:func:`_knn_affinity`), one batched ``eigh``
 (:func:`_spectral_cluster_batched`) and scikit-learn's ``cluster_qr``
 reproduced in numpy (:func:`_cluster_qr_batched`); the scikit-learn reference
 (:func:`_spectral_cluster_sklearn`).  Sparse path for one large problem: the
-q-NN graph with ``O(N q)`` entries (:func:`sparse_knn_affinity`) and LOBPCG
-(:func:`_sparse_embedding`).  Inputs are clean (validated by the callers).
+q-NN graph with ``O(N q)`` entries from an exact blocked brute-force search
+(:func:`sparse_knn_affinity`, :func:`_knn_abs_cos`), its connected components
+and LOBPCG for the remaining top eigenvectors (:func:`_sparse_cluster`).
+Inputs are clean (validated by the callers).
 """
 
 from __future__ import annotations

@@ -123,6 +123,76 @@ def test_sparse_affinity_equals_dense_affinity(rng):
         assert_allclose(sparse.toarray(), dense, atol=1e-12)
 
 
+def test_blocked_neighbour_search_is_exact_with_ties(rng, monkeypatch):
+    """Blocked float32 search = a full stable sort of |cos| (ties: lowest index), over many row blocks."""
+    from molrg import _spectral_graphs as g
+
+    Z = rng.standard_normal((700, 6))
+    Z[350:420] = Z[:70] * -2.0  # exact |cos| ties: the lower index must come first
+    Zn = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    S = np.abs(Zn.astype(np.float32) @ Zn.astype(np.float32).T)
+    np.fill_diagonal(S, -1)
+    monkeypatch.setattr(g, "_KNN_BLOCK", 700 * 37)  # 37 rows per block: 19 blocks, a short last one
+    for q in (1, 7, 30):
+        ind = g._knn_abs_cos(Zn, q)
+        ref = np.argsort(-S, axis=1, kind="stable")[:, :q]
+        vals = np.take_along_axis(S, ind, 1)
+        assert_array_equal(vals, np.take_along_axis(S, ref, 1))  # the q largest, in order
+        assert (ind == ref).mean() > 0.999  # same indices (float32 rounding may swap exact-tie twins)
+        assert np.all(ind != np.arange(700)[:, None])
+        assert np.all(ind[:70, 0] == np.arange(350, 420))  # the exact twin first
+
+
+def _components_graph(rng, K, N_each, n=30, d=2):
+    """K exactly orthogonal subspaces (disjoint coordinates): the |cos| graph has no edge between them."""
+    X = np.zeros((K * N_each, n))
+    for k in range(K):
+        X[k * N_each : (k + 1) * N_each, k * d : (k + 1) * d] = rng.standard_normal((N_each, d))
+    return X, np.repeat(np.arange(K), N_each)
+
+
+def test_components_give_the_labels_without_an_eigensolver(rng, monkeypatch):
+    from molrg import _spectral_graphs as g
+
+    X, y = _components_graph(rng, 4, 300)
+    monkeypatch.setattr(g, "_top_eigenvectors", lambda *a: pytest.fail("eigensolver called with C = K"))
+    lab = g._sparse_labels(X, np.array([10]), np.array([0]), 4)[0]
+    assert _same_partition(lab, y)
+    # more components than K: the K largest are the groups, the rest is left to K-subspaces (-1)
+    X5, y5 = _components_graph(rng, 5, 300)
+    X5, y5 = X5[: 4 * 300 + 40], y5[: 4 * 300 + 40]  # the fifth is small
+    lab = g._sparse_labels(X5, np.array([10]), np.array([0]), 4)[0]
+    assert np.all(lab[y5 == 4] == -1) and _same_partition(lab[y5 < 4], y5[y5 < 4])
+    km = KSubspaces([2] * 4, spectral_method="sparse", random_state=0).fit(X5)
+    assert np.all(km.labels_ >= 0)
+
+
+def test_sparse_eigenvectors_match_the_dense_eigenspace(rng, monkeypatch):
+    """C < K: constrained LOBPCG, stopped by the residual/gap rule, spans the dense top-K eigenspace."""
+    from molrg import _spectral_graphs as g
+
+    model = MoLRG.random(40, [3] * 4, noise_std=0.1, random_state=rng)
+    X, y = model.sample(1200, random_state=rng)
+    A = g.sparse_knn_affinity(X, [10])[10]
+    deg = np.asarray(A.sum(1)).ravel()
+    M = A.toarray() / np.sqrt(deg)[:, None] / np.sqrt(deg)[None]
+    w, V = np.linalg.eigh(M)
+    assert w[-4] - w[-5] > 0.01  # a clear gap: the top-4 eigenspace is defined
+    C = scipy.sparse.csgraph.connected_components(A, directed=False)[0]
+    assert C < 4
+    V0 = V[:, -C:]  # the exact top-C block
+
+    def angle(U):
+        return np.linalg.norm(U - V[:, -4:] @ (V[:, -4:].T @ U), 2)
+
+    got = g._top_eigenvectors(scipy.sparse.csr_matrix(M), 4, V0, np.random.default_rng(0))
+    assert angle(np.linalg.qr(got)[0]) < 0.1
+    monkeypatch.setattr(g, "_EIG_MAXITER", 1)  # switched off: one LOBPCG step from the random start
+    monkeypatch.setattr(g, "_EIG_ROUND", 1)
+    rough = g._top_eigenvectors(scipy.sparse.csr_matrix(M), 4, V0, np.random.default_rng(0))
+    assert angle(np.linalg.qr(rough)[0]) > 0.1
+
+
 def test_auto_method_goes_sparse_above_the_threshold(rng, monkeypatch):
     model = MoLRG.random(20, [3, 3, 3], noise_std=0.02, random_state=rng)
     X, y = model.sample(_spectral.SPARSE_MIN_N + 200, random_state=rng)
