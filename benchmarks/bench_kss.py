@@ -25,10 +25,12 @@ d, and the success of several ``q`` choices for the spectral start.
 
 ``--large N [N ...]`` instead times one large problem per N (issue 16; n = 64,
 K = 10, d = 5, noise 0.05 by default): ``KSubspaces`` (the sparse spectral
-start: q-NN graph, LOBPCG) against scikit-learn's ``SpectralClustering`` on the
+start: exact blocked q-NN search, connected components, LOBPCG) against scikit-learn's ``SpectralClustering`` on the
 same sparse affinity (``molrg._spectral.sparse_knn_affinity``, q = 10), with
 wall and CPU time, peak memory (``tracemalloc``: numpy and Python allocations)
-and subspace error; ratios are printed.
+and subspace error; ratios are printed.  The process's maximum resident set
+size (``resource.getrusage``: the data, the imported libraries and every
+allocation, BLAS buffers included) is printed too.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_kss.py [--trials 20] [--n-step 2] [--skip-q]
 [--spectral-method dense|sklearn] [--jobs 2] [--plain-loop]``, or
@@ -40,6 +42,7 @@ without ``--large`` (``make bench``) the panel (with ``--plain-loop``, on by def
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 import tracemalloc
 import warnings
@@ -88,7 +91,9 @@ def run_large(sizes, n=64, K=10, d=5, noise=0.05, q=10, seed=0, skip_sklearn_abo
         X, y = model.sample(N, random_state=seed + 1)
         km, wall, cpu, peak = _timed(lambda: molrg.KSubspaces([d] * K, q=q, random_state=seed).fit(X))
         err = molrg.subspace_error(km.bases_, model.bases)
-        print(f"N={N:7d} KSubspaces: wall {wall:7.2f} s, CPU {cpu:7.2f} s, peak {peak / 2**20:7.1f} MiB, "
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        print(f"N={N:7d} KSubspaces: wall {wall:7.2f} s, CPU {cpu:7.2f} s, peak {peak / 2**20:7.1f} MiB "
+              f"(process max RSS so far {rss:.0f} MiB), "
               f"subspace error {err:.4f}, ARI {adjusted_rand_score(y, km.labels_):.4f}, n_iter {km.n_iter_}", flush=True)
         if N > skip_sklearn_above:
             continue
@@ -219,9 +224,12 @@ def main_panel(a):
     print(f"spectral clustering step: {sb}")
 
     _SPECTRAL_TIME[:] = [0.0, 0]
+    c_b = time.process_time()
     res_b, t_b = run_batched(panel, K, backend=sb)
+    c_b = time.process_time() - c_b
     spec_b = tuple(_SPECTRAL_TIME)
-    print(f"batched: {t_b:8.2f} s  (spectral labels {spec_b[0]:.2f} s in {spec_b[1]} calls; rest {t_b - spec_b[0]:.2f} s)")
+    print(f"batched: {t_b:8.2f} s wall, {c_b:8.2f} s CPU  (spectral labels {spec_b[0]:.2f} s in {spec_b[1]} calls; "
+          f"rest {t_b - spec_b[0]:.2f} s)")
     succ_b = success_table(panel, res_b, Ns)
     if a.jobs > 1:
         res_p, t_par = run_batched_parallel(panel, K, a.jobs)
@@ -240,13 +248,14 @@ def main_panel(a):
     if a.plain_loop:
         # the per-problem reference a user would loop over: the public estimator, one problem at a
         # time, with scikit-learn's SpectralClustering as the spectral step (the pre-batching code path)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for d, (X, mask, lab, true, Nb, seeds) in panel.items():
             for b in range(X.shape[0]):
                 molrg.KSubspaces([d] * K, spectral_method="sklearn", random_state=seeds[b]).fit(X[b, : int(Nb[b])])
-        t_p = time.perf_counter() - t0
-        print(f"plain loop (KSubspaces.fit per problem, sklearn spectral step): {t_p:8.2f} s; "
-              f"ratio plain/batched {t_p / t_b:.2f}x" + (f", plain/batched with {a.jobs} workers {t_p / t_par:.2f}x" if a.jobs > 1 else ""))
+        t_p, c_p = time.perf_counter() - t0, time.process_time() - c0
+        print(f"plain loop (KSubspaces.fit per problem, sklearn spectral step): {t_p:8.2f} s wall, {c_p:8.2f} s CPU; "
+              f"ratio plain/batched {t_p / t_b:.2f}x wall, {c_p / c_b:.2f}x CPU"
+              + (f", plain/batched with {a.jobs} workers {t_p / t_par:.2f}x wall" if a.jobs > 1 else ""))
 
     # oracle
     succ_o = {}
