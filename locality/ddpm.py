@@ -246,12 +246,26 @@ class LinearScore:
 
 
 # --------------------------------------------------------------------------- samplers
-def generated_covariance(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
+def generated_covariance(score: LinearScore, *, chunk: int = 50, dtype: Any = np.float64) -> np.ndarray:
     """Exact covariance of the backward chain's output (SPEC B4): ``C <- B C B^T + beta I`` from ``C = I``.
 
     For the non-localized score all ``B_k`` share the eigenvectors of
     ``Sigma_hat`` and the recursion runs on the eigenvalues, ``O(T d)``;
     otherwise two ``d x d`` products per step, batched over the leading axes.
+
+    Parameters
+    ----------
+    score : LinearScore
+    chunk : int, default 50
+        Steps whose score matrices are formed at once.
+    dtype : {numpy.float64, numpy.float32}, default float64
+        Arithmetic of the localized recursion.  ``float32`` runs the same
+        recursion (:func:`_generated_covariance_single`) in single precision,
+        about 2.5-3x faster at ``d = 64`` (GEMM-bound; issue 16); measured
+        against float64 at ``d = 64``, ``T = 1000``, both localizations,
+        ``r = 2 .. 48``: ``max |C_32 - C_64| <= 1.1e-6`` and the relative error
+        of eq. 4.6 within ``3.2e-7`` (rounding accumulated over ``T`` steps, far
+        below every difference the experiments read).  The result is float64.
 
     Returns
     -------
@@ -260,6 +274,11 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
     if not isinstance(score, LinearScore):
         raise TypeError(f"score must be a LinearScore, got {type(score).__name__}")
     chunk = check_int("chunk", chunk, low=1)
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"dtype must be numpy.float64 or numpy.float32, got {dtype!r}")
+    if dt == np.float32 and not score.symmetric_none:
+        return _generated_covariance_single(score, chunk)
     sch = score.schedule
     betas, alphas = np.asarray(sch.betas), np.asarray(sch.alphas)
     d = score.d
@@ -290,6 +309,71 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
         acc += F @ np.swapaxes(F, -1, -2)
     C = acc + inv_abar[sch.T] * (Psi @ np.swapaxes(Psi, -1, -2))
     return 0.5 * (C + np.swapaxes(C, -1, -2))
+
+
+def _generated_covariance_single(score: LinearScore, chunk: int) -> np.ndarray:
+    """The localized recursion of :func:`generated_covariance` in float32 (kernel: a localized ``score``).
+
+    Same unrolled form, ``C_0 = sum_k beta_k Phi_k Phi_k^T + Phi_T Phi_T^T`` with
+    ``Psi_{k+1} = Psi_k (I - beta_k M_k)``; the score matrices of a chunk of steps
+    are formed by one product each, with no scatter of band rows:
+
+    * ``"marginal"``: ``M_k[i, :] = sum_m g_k(mu_{i,m}) W[i, m, :]`` with the
+      factors ``W`` of :class:`LinearScore` placed once on their columns
+      (``(d, w, d)`` per problem), so the chunk is one batched
+      ``(d, K, w) x (d, w, d)`` product and ``M_k`` a strided view of it;
+    * ``"truncate"``: ``M_k = (V g_k V^T) * band_r``.
+
+    The ``Psi_k`` of a chunk are stored side by side, ``(d, K d)``, and the sum
+    ``F F^T`` is one product per problem.
+    """
+    sch = score.schedule
+    betas, abar = np.asarray(sch.betas), np.asarray(sch.alpha_bars)
+    d, r = score.d, int(score.r)
+    nb = int(np.prod(score.batch_shape, dtype=int))
+    f32 = np.float32
+    inv_abar = 1.0 / np.concatenate([[1.0], abar])
+    if score.method == "marginal":
+        pos, _, _ = _window_index(d, r)
+        w = pos.shape[1]
+        Wd = np.zeros((nb, d, w, d + w), f32)
+        Wd[:, np.arange(d)[:, None, None], np.arange(w)[None, :, None], pos[:, None, :]] = score._W.reshape(nb, d, w, w)
+        Wd = np.ascontiguousarray(Wd[..., :d])
+        mu = score._mu.reshape(nb, d, w)
+    else:
+        V = score._V.reshape(nb, d, d).astype(f32)
+        Vt = np.ascontiguousarray(np.swapaxes(V, -1, -2))[:, None]
+        mu = score._mu.reshape(nb, d)
+        band = (np.abs(np.arange(d)[:, None] - np.arange(d)[None, :]) <= r).astype(f32)
+    Psi = np.broadcast_to(np.eye(d, dtype=f32), (nb, d, d)).copy()
+    acc = np.zeros((nb, d, d), f32)
+    tmp = np.empty((nb, d, d), f32)
+    for lo in range(0, sch.T, chunk):
+        hi = min(sch.T, lo + chunk)
+        K = hi - lo
+        a = abar[lo:hi, None]
+        if score.method == "marginal":
+            G = (-betas[lo:hi, None] / (a * mu[..., None, :] + (1.0 - a))).astype(f32)  # (nb, d, K, w)
+            X = G @ Wd  # (nb, d, K, d): X[:, i, j, :] = -beta_k M_k[i, :]
+            steps = [X[:, :, j, :] for j in range(K)]
+        else:
+            g = (-betas[lo:hi, None] / (a * mu[:, None, :] + (1.0 - a))).astype(f32)  # (nb, K, d)
+            X = (V[:, None, :, :] * g[:, :, None, :]) @ Vt  # (nb, K, d, d)
+            X *= band
+            steps = [X[:, j] for j in range(K)]
+        store = np.empty((nb, d, K, d), f32)
+        sq = np.sqrt(betas[lo:hi] * inv_abar[lo:hi]).astype(f32)
+        for j in range(K):
+            np.multiply(Psi, sq[j], out=store[:, :, j, :])
+            np.matmul(Psi, steps[j], out=tmp)
+            Psi += tmp
+        for b in range(nb):
+            F = store[b].reshape(d, K * d)
+            acc[b] += F @ F.T
+    P64 = Psi.astype(np.float64)
+    C = acc.astype(np.float64) + inv_abar[sch.T] * (P64 @ np.swapaxes(P64, -1, -2))
+    C = 0.5 * (C + np.swapaxes(C, -1, -2))
+    return C.reshape(score.batch_shape + (d, d))
 
 
 def generated_covariance_banded(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
@@ -438,6 +522,8 @@ def covariance_errors(
     n_generated: int = 0,
     sample_mask: Any = None,
     random_state: Any = None,
+    dtype: Any = np.float64,
+    nonlocal_reference: bool = True,
 ) -> dict[str, np.ndarray]:
     """Relative covariance errors (eq. 4.6) of the localized and the non-localized DDPM, one per data set (SPEC B4).
 
@@ -460,6 +546,11 @@ def covariance_errors(
         The data sets that get the sampled errors (NaN for the others; default all).
     random_state : None, int, Generator, or a sequence of ``B`` of them (used in order
         by the data sets of ``sample_mask``)
+    dtype : {numpy.float64, numpy.float32}, default float64
+        Arithmetic of the localized propagation (:func:`generated_covariance`).
+    nonlocal_reference : bool, default True
+        Also the non-localized sampler (``"nonlocal"``, ``"nonlocal_sampled"``);
+        False skips it (the caller has it already).
 
     Returns
     -------
@@ -472,9 +563,11 @@ def covariance_errors(
     Sh = _check_psd("Sigma_hat", Sigma_hat)
     if Sh.ndim != 3:
         raise ValueError(f"Sigma_hat must have shape (B, d, d), got shape {Sh.shape}")
-    C = generated_covariance(LinearScore(Sh, schedule=schedule, method=method, r=r))
-    C_ref = generated_covariance(LinearScore(Sh, schedule=schedule, method="none"))
-    out = {"exact": relative_covariance_error(C, S), "nonlocal": relative_covariance_error(C_ref, S), "Sigma_gen": C}
+    C = generated_covariance(LinearScore(Sh, schedule=schedule, method=method, r=r), dtype=dtype)
+    out = {"exact": relative_covariance_error(C, S), "Sigma_gen": C}
+    if nonlocal_reference:
+        C_ref = generated_covariance(LinearScore(Sh, schedule=schedule, method="none"))
+        out["nonlocal"] = relative_covariance_error(C_ref, S)
     if n_generated:
         mask = np.ones(Sh.shape[0], bool) if sample_mask is None else np.asarray(sample_mask, bool)
         if mask.shape != (Sh.shape[0],):
@@ -484,9 +577,10 @@ def covariance_errors(
         if mask.any():
             rngs = _generators(random_state, int(mask.sum()))
             Xg = gaussian_samples(C[mask], n_generated, random_state=rngs)
-            Xr = gaussian_samples(C_ref[mask], n_generated, random_state=rngs)
             out["sampled"][mask] = relative_covariance_error(empirical_covariance(Xg), S)
-            out["nonlocal_sampled"][mask] = relative_covariance_error(empirical_covariance(Xr), S)
+            if nonlocal_reference:
+                Xr = gaussian_samples(C_ref[mask], n_generated, random_state=rngs)
+                out["nonlocal_sampled"][mask] = relative_covariance_error(empirical_covariance(Xr), S)
     return out
 
 

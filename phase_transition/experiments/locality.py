@@ -431,24 +431,35 @@ def _offset_profile(E: np.ndarray) -> str:
 
 @_one_blas_thread
 def _run_tradeoff(tasks: Sequence[Task]) -> list[dict]:
+    """One chunk: every ``N`` and trial of one ``(r, method)`` (``chunk_by``), propagated as one batch.
+
+    Each task's data draw comes from its own seed (so nothing depends on the
+    chunking); the localized propagation of all draws of the chunk is one
+    batched single-precision call (:func:`locality.ddpm.generated_covariance`
+    with ``dtype=float32``: relative error within ``3.2e-7`` of float64), and the
+    population curve (the same sampler fed the true covariance, which does not
+    depend on ``N``) is computed once per chunk instead of once per ``N``.
+    """
     out: list[dict | None] = [None] * len(tasks)
-    by_setting: dict = defaultdict(list)
+    by_setting: dict = defaultdict(list)  # everything but N and the trial: one batch, one population value
     for idx, task in enumerate(tasks):
-        by_setting[tuple(sorted((k, repr(v)) for k, v in task.params.items()))].append(idx)
+        by_setting[tuple(sorted((k, repr(v)) for k, v in task.params.items() if k != "N"))].append(idx)
     for idxs in by_setting.values():
         p = tasks[idxs[0]].params
         Sigma = _ar1_from(p)
         sch = DDPMSchedule(T=int(p["T"]))
-        N = int(p["N"])
         rngs = [tasks[i].rng for i in idxs]
-        X = gaussian_samples(np.broadcast_to(Sigma, (len(idxs),) + Sigma.shape), N, random_state=rngs)
-        Sh = empirical_covariance(X)  # (n, d, d): one data draw per trial
+        # one data draw per task, N samples from its own stream
+        Sh = np.stack([empirical_covariance(gaussian_samples(Sigma, int(tasks[i].params["N"]), random_state=g))
+                       for i, g in zip(idxs, rngs)])
         n_gen, n_samp = int(p["n_generated"]), int(p["sampled_trials"])
         mask = np.array([n_gen > 0 and tasks[i].trial < n_samp for i in idxs])
         res = covariance_errors(Sigma, Sh, method=str(p["method"]), r=int(p["r"]), schedule=sch, n_generated=n_gen,
-                                sample_mask=mask, random_state=[rngs[j] for j in np.flatnonzero(mask)])
+                                sample_mask=mask, random_state=[rngs[j] for j in np.flatnonzero(mask)],
+                                dtype=np.float32)
         # the same localized sampler with the true covariance: pure localization error (no statistical error)
-        pop = float(covariance_errors(Sigma, Sigma[None], method=str(p["method"]), r=int(p["r"]), schedule=sch)["exact"][0])
+        pop = float(covariance_errors(Sigma, Sigma[None], method=str(p["method"]), r=int(p["r"]), schedule=sch,
+                                      dtype=np.float32, nonlocal_reference=False)["exact"][0])
         scale = np.linalg.norm(Sigma, 2)
         for j, i in enumerate(idxs):
             row = {"rel_error": float(res["exact"][j]), "rel_error_nonlocal": float(res["nonlocal"][j]),
@@ -544,7 +555,7 @@ TRADEOFF = register(
         quick_params={"n_generated": 500, "sampled_trials": 1},
         trials=20,
         quick_trials=3,
-        chunk_by=("N", "method"),
+        chunk_by=("r", "method"),
         plot=_plot_tradeoff,
         summarize=_summarize_tradeoff,
         doc=__doc__,
@@ -629,7 +640,7 @@ BEST_RADIUS = register(
         quick_grid={"N": [16, 64, 256, 1024], "r": [1, 2, 4, 8, 16, 32, 48], "method": ["truncate", "marginal"]},
         trials=10,
         quick_trials=3,
-        chunk_by=("N", "method"),
+        chunk_by=("r", "method"),
         plot=_plot_best_radius,
         summarize=_summarize_best_radius,
         doc=__doc__,
