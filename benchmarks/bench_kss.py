@@ -80,10 +80,10 @@ def _timed(fn):
 
 def run_large(sizes, n=64, K=10, d=5, noise=0.05, q=10, seed=0, skip_sklearn_above=20000):
     """One large problem per N: KSubspaces (sparse spectral start) vs SpectralClustering on the same affinity."""
+    import scipy.sparse.csgraph  # noqa: F401
     import scipy.sparse.linalg  # noqa: F401  (imported before anything is timed)
     from sklearn.cluster import SpectralClustering
     from sklearn.metrics import adjusted_rand_score
-    from sklearn.neighbors import NearestNeighbors  # noqa: F401
 
     print(f"large K-subspaces: n={n} K={K} d={d} noise_std={noise}; sklearn SpectralClustering on the q={q} affinity")
     for N in sizes:
