@@ -222,6 +222,19 @@ def test_top_eigenpair_refit_equals_full_eigh(rng, monkeypatch):
     assert_allclose(U @ np.swapaxes(U, -1, -2), U_ref @ np.swapaxes(U_ref, -1, -2), atol=1e-8)
 
 
+def test_gathered_refit_above_1000_rows_equals_masked_products(rng, monkeypatch):
+    """Large N: per-cluster gathered scatter matrices give the batched path's subspaces and eigenvalues."""
+    from molrg import _kss_kernel
+
+    Z = rng.standard_normal((2, 1500, 12))
+    labels = rng.integers(-1, 3, size=(2, 1500))  # -1: rows in no cluster
+    U, lam = _kss_kernel._refit(Z, labels, 3, 4)
+    monkeypatch.setattr(_kss_kernel, "_GATHER_MIN_N", 10**9)
+    U_ref, lam_ref = _kss_kernel._refit(Z, labels, 3, 4)
+    assert_allclose(lam, lam_ref, rtol=1e-10)
+    assert_allclose(U @ np.swapaxes(U, -1, -2), U_ref @ np.swapaxes(U_ref, -1, -2), atol=1e-8)
+
+
 # ----------------------------------------------------------------------------- scale robustness (issue 12 item 6)
 @pytest.mark.parametrize("dtype, factor", [(np.float32, 1e20), (np.float64, 1e154), (np.float64, 1e-200)])
 def test_solvers_are_scale_equivariant(data, dtype, factor):
