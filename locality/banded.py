@@ -259,16 +259,32 @@ def band_product(A: BandedMatrix, B: BandedMatrix, half_width: int) -> BandedMat
     """
     d, uB = A.d, B.half_width
     R = int(half_width)
-    j = np.arange(d)
     out = np.zeros(np.broadcast_shapes(A.batch_shape, B.batch_shape) + (R + 1, d))
+    # B[j + l, j] and A[j + k, j + l] are diagonals of the band storage shifted by l or k (zero
+    # outside [0, d) and on the stored zero tails): slices, no index arrays
+    b_col = {l: (B.data[..., l, :] if l >= 0 else _shifted(B.data[..., -l, :], l)) for l in range(-uB, uB + 1)}
     for k in range(R + 1):
         acc = out[..., k, :]
         for l in range(-uB, uB + 1):
             if abs(k - l) > A.half_width:
                 continue
-            acc += _gather(A.data, j + k, j + l) * _gather(B.data, j + l, j)
+            a = _shifted(A.data[..., k - l, :], l) if k >= l else _shifted(A.data[..., l - k, :], k)
+            acc += a * b_col[l]
         acc[..., d - k:] = 0.0
     return BandedMatrix(out)
+
+
+def _shifted(x: np.ndarray, s: int) -> np.ndarray:
+    """``y[..., j] = x[..., j + s]`` where ``0 <= j + s < d``, else 0 (kernel for :func:`band_product`)."""
+    if s == 0:
+        return x
+    d = x.shape[-1]
+    y = np.zeros_like(x)
+    if s > 0:
+        y[..., : max(d - s, 0)] = x[..., s:]
+    else:
+        y[..., -s:] = x[..., : max(d + s, 0)]
+    return y
 
 
 def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
