@@ -1,22 +1,27 @@
-"""Benchmark: the localized CIR scores trained one by one and as one batched model (SPEC B5).
+"""Benchmark: the localized CIR scores of ``cir-radius`` (SPEC B5, issues 6 and 16).
 
-Measures, in one run and in CPU seconds (``time.process_time``, robust to other
-processes' load; one torch thread):
+Measures, in one run and in CPU seconds (``time.process_time``, one torch thread;
+the ratios are what to read, absolute times depend on the machine's load):
 
-* training cost per network and Adam step for ``B`` networks of the radii
-  ``--radii`` trained one after the other (``B = 1`` calls) and as one batched
-  model of ``B`` networks, with the first layer ``"grouped"`` by radius or
-  ``"padded"`` to the largest window, and Adam ``fused`` / ``foreach`` /
-  ``single`` (:func:`molrg.nn.batched_adam`);
-* sampling cost per network and sampler step, one by one and batched.
-
-The ratios (one by one / batched) are what to read; absolute times depend on the
-machine's load.
+* training cost per network and Adam step, for the six radii ``--radii``:
+  networks trained one by one (``B = 1`` calls) and as one batched model, the
+  gradient by autograd or by the hand-written backward pass
+  (:meth:`locality.cir_score.LocalScoreMLP.dsm_backward`), every position of
+  every series scored or ``P`` random windows per series (``positions``), Adam
+  fused / foreach / single-tensor (:func:`molrg.nn.batched_adam`), and the first
+  layer grouped by radius or zero-padded;
+* sampling cost per network and sampler step (500 series);
+* one chunk of ``cir-radius`` (18 networks: 6 radii x 3 trials), before and
+  after issue 16: the previous configuration (autograd, 64 series x 64 positions
+  per step, batches of 6 networks, 500 generated series) against the current one
+  (hand-written backward, 128 series x 4 windows per step, one batch of 18, 250
+  generated series), both with 1200 Adam steps and 100 sampler steps: per-step
+  costs measured here, multiplied out to the full chunk.
 
 Usage::
 
-    python benchmarks/bench_cir.py                 # the cir-radius configuration, 30 steps per case
-    python benchmarks/bench_cir.py --steps 100 --width 128 --batch-size 128
+    python benchmarks/bench_cir.py                 # 30 Adam steps and 5 sampler steps per case
+    python benchmarks/bench_cir.py --steps 100 --sampler-steps 10
 """
 
 from __future__ import annotations
@@ -40,45 +45,64 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--radii", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16])
     parser.add_argument("--steps", type=int, default=30, help="Adam steps per measured case")
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--n-generate", type=int, default=500)
-    parser.add_argument("--sampler-steps", type=int, default=10)
-    parser.add_argument("--network-batch", type=int, nargs="+", default=[3, 6])
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--n-generate", type=int, default=500, help="series of the sampling rows")
+    parser.add_argument("--sampler-steps", type=int, default=5, help="sampler steps per measured case")
+    parser.add_argument("--skip-forms", action="store_true", help="only the chunk before / after")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     radii = args.radii
     B = len(radii)
-    data = [simulate_cir(1000, 64, random_state=i) for i in range(B)]
-    kw = dict(width=args.width, depth=2, steps=args.steps, batch_size=args.batch_size)
-    seeds = list(range(B))
-    train_local_scores(data[:1], radii[:1], **dict(kw, steps=3), random_state=[0])  # warm-up
+    data = [simulate_cir(1000, 64, random_state=i) for i in range(3 * B)]
+    base = dict(width=args.width, depth=2, steps=args.steps, lr=3e-3, lr_schedule="cosine")
+    old = dict(base, batch_size=64, gradient="autograd")  # before issue 16: every position, autograd
+    new = dict(base, batch_size=128, positions=4, gradient="manual")  # after: 4 windows of 128 series
+    train_local_scores(data[:1], radii[:1], **dict(new, steps=3), random_state=[0])  # warm-up
     per = lambda s, n: 1e3 * s / (n * args.steps)  # noqa: E731  ms per network-step
 
-    print(f"{B} networks, radii {radii}, width {args.width}, {args.batch_size} series of 64 per step; CPU ms "
-          "per network and step (one torch thread)")
-    loop, _ = _cpu(lambda: [train_local_scores(data[b], radii[b], **kw, random_state=[b]) for b in range(B)])
-    print(f"  one by one (B = 1 calls)              {per(loop, B):7.2f}")
-    for nb in args.network_batch:
-        t, _ = _cpu(lambda: [train_local_scores(data[a:a + nb], radii[a:a + nb], **kw, random_state=seeds[a:a + nb])
-                             for a in range(0, B, nb)])
-        print(f"  batched, {nb} networks per model        {per(t, B):7.2f}   (one by one / batched: {loop / t:.2f})")
-    for layer in ("grouped", "padded"):
-        for opt in ("fused", "foreach", "single"):
-            t, fit = _cpu(lambda: train_local_scores(data, radii, **kw, first_layer=layer, optimizer=opt,
-                                                     random_state=seeds))
-            print(f"  batched, all {B}, {layer:7s}, Adam {opt:7s} {per(t, B):7.2f}   (one by one / batched: {loop / t:.2f})")
+    if not args.skip_forms:
+        print(f"{B} networks, radii {radii}, width {args.width}, series of 64; CPU ms per network and Adam step "
+              "(one torch thread)")
+        loop, _ = _cpu(lambda: [train_local_scores(data[b], radii[b], **old, random_state=[b]) for b in range(B)])
+        print(f"  64 series x 64 positions, autograd, one by one (B = 1)   {per(loop, B):7.2f}")
+        cases = [("64 x 64, autograd, batched", old), ("64 x 64, hand-written backward", dict(old, gradient="manual")),
+                 ("128 series x 4 windows, hand-written", new)]
+        for label, kw in cases:
+            t, _ = _cpu(lambda: train_local_scores(data[:B], radii, **kw, random_state=list(range(B))))
+            print(f"  {label:55s} {per(t, B):7.2f}   (one by one / this: {loop / t:.2f})")
+        for layer in ("grouped", "padded"):
+            for opt in ("fused", "foreach", "single"):
+                t, _ = _cpu(lambda: train_local_scores(data[:B], radii, **new, first_layer=layer, optimizer=opt,
+                                                       random_state=list(range(B))))
+                print(f"  128 x 4, hand-written, {layer:7s}, Adam {opt:7s}               {per(t, B):7.2f}")
+        S = args.sampler_steps
+        fits = [train_local_scores(data[b], radii[b], **dict(new, steps=1), random_state=[b]) for b in range(B)]
+        t1, _ = _cpu(lambda: [f.sample(args.n_generate, steps=S, random_state=[b]) for b, f in enumerate(fits)])
+        print(f"sampling {args.n_generate} series, CPU ms per network and sampler step:")
+        print(f"  one by one                                              {1e3 * t1 / (B * S):7.2f}")
+        many = train_local_scores(data[:B], radii, **dict(new, steps=1), random_state=list(range(B)))
+        t, _ = _cpu(lambda: many.sample(args.n_generate, steps=S, random_state=list(range(B))))
+        print(f"  batched, {B} networks                                    {1e3 * t / (B * S):7.2f}   (ratio {t1 / t:.2f})")
 
-    S = args.sampler_steps
-    fits = [train_local_scores(data[b], radii[b], **dict(kw, steps=1), random_state=[b]) for b in range(B)]
-    t1, _ = _cpu(lambda: [f.sample(args.n_generate, steps=S, random_state=[b]) for b, f in enumerate(fits)])
-    print(f"sampling {args.n_generate} series, CPU ms per network and sampler step:")
-    print(f"  one by one                            {1e3 * t1 / (B * S):7.2f}")
-    for nb in args.network_batch + [B]:
-        many = [train_local_scores(data[a:a + nb], radii[a:a + nb], **dict(kw, steps=1), random_state=seeds[a:a + nb])
-                for a in range(0, B, nb)]
-        t, _ = _cpu(lambda: [f.sample(args.n_generate, steps=S, random_state=seeds[:len(f.radii)]) for f in many])
-        print(f"  batched, {nb:2d} networks per model       {1e3 * t / (B * S):7.2f}   (ratio {t1 / t:.2f})")
+    # one chunk of cir-radius: 18 networks, 1200 Adam steps, 500 generated series
+    nets = [r for r in radii for _ in range(3)]
+    n, S, full_steps, sampler = len(nets), args.sampler_steps, 1200, 100
+    print(f"one chunk of cir-radius ({n} networks, {full_steps} Adam steps, {sampler} sampler steps), "
+          f"CPU s multiplied out from {args.steps} Adam steps and {S} sampler steps:")
+    rows = []
+    for label, kw, nb, n_gen in (("before: autograd, 64 x 64, batches of 6, 500 series", old, 6, 500),
+                                 ("after: hand-written, 128 x 4, one batch of 18, 250 series", new, n, 250)):
+        t_train, t_sample = 0.0, 0.0
+        for a in range(0, n, nb):
+            t, fit = _cpu(lambda: train_local_scores(data[a:a + nb], nets[a:a + nb], **kw,
+                                                     random_state=list(range(a, a + nb))))
+            t_train += t
+            t, _ = _cpu(lambda: fit.sample(n_gen, steps=S, random_state=list(range(len(fit.radii)))))
+            t_sample += t
+        train_s, sample_s = t_train * full_steps / args.steps, t_sample * sampler / S
+        rows.append(train_s + sample_s)
+        print(f"  {label:58s} training {train_s:6.1f}  sampling {sample_s:5.1f}  total {train_s + sample_s:6.1f}")
+    print(f"  before / after: {rows[0] / rows[1]:.2f}")
 
 
 if __name__ == "__main__":

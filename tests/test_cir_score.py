@@ -251,15 +251,16 @@ def test_batched_networks_equal_networks_trained_alone():
 
 # --------------------------------------------------------------------------- the figure-3 claim
 # The quick training configuration (that of the quick cir-radius grid): MLP 64-64, 400 Adam steps of
-# 64 series at 3e-3 annealed by a cosine, 300 exact training series, 200 generated with 100 sampler steps.
-QUICK = dict(width=64, depth=2, steps=400, batch_size=64, lr=3e-3, lr_schedule="cosine")
+# 128 series (4 random windows each) at 3e-3 annealed by a cosine, 300 exact training series, 200
+# generated with 100 sampler steps.
+QUICK = dict(width=64, depth=2, steps=400, batch_size=128, positions=4, lr=3e-3, lr_schedule="cosine")
 N_TRAIN, N_GEN, SAMPLER_STEPS = 300, 200, 100
 # Tolerances of the claim, of the order of what the training data themselves reach:
 # lag-1 autocorrelation within ACF_TOL of the training data's, W1 to the Gamma law at most
 # W1_FACTOR times the floor max(W1 of the training data, W1 of N_GEN exact series).
-# Measured with this configuration (data seeds 2024 and 7, r = 2 and 8): |lag-1 - training|
-# 0.001-0.013; W1 0.026-0.040 against floors of 0.0065-0.0086 (4-6x; the full cir-radius
-# configuration measured 2-5x).  Untrained networks (1 step) give W1 far above the bound.
+# Measured with this configuration (data seed 2024): |lag-1 - training| 0.009 at r = 2, lag-1 0.002
+# at r = 0; W1 0.038 and 0.042 against a floor of 0.0065 (5.9x and 6.5x; the full cir-radius
+# configuration measured 1.4-4x).  Untrained networks (1 step) give W1 over 7000 times the floor.
 ACF_TOL, W1_FACTOR = 0.05, 8.0
 
 

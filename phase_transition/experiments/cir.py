@@ -28,14 +28,36 @@ numeric columns: ``acf_1..acf_{max_lag}``, ``acf_train_1..``,
 ``hist_bins`` equal bins of ``[0, hist_max]``).
 
 Configuration: an MLP of width 32 and 2 hidden layers, Adam at rate 3e-3
-annealed to 0 by a cosine, 1200 steps of 64 series (width 32 with 1500 steps
-measured the W1 and autocorrelation of width 64 with 1000 steps at 0.6 of its
-cost), 500 generated series with a strided DDPM sampler of 100 steps (200 steps measured the same
-W1 and autocorrelation; the shared probability-flow Heun sampler of
-:mod:`molrg.sampling`, 35-59 network calls, measured twice the W1); the quick
-grid uses width 64, 400 steps, 300 training series and two radii.  Setup
-differing from SPEC B5: a smaller network and budget (SPEC: 128-128, 3000 steps
-of 128, 1000 sampler steps), three trials per cell, two training-set sizes.
+annealed to 0 by a cosine, 1200 steps; each step draws 128 series per network
+and scores the windows centred at 4 random positions of each (``positions``:
+512 windows per step, an unbiased estimate of the all-positions DSM loss);
+250 generated series with a strided DDPM sampler of 100 steps (200 steps
+measured the same W1 and autocorrelation; the shared probability-flow Heun
+sampler of :mod:`molrg.sampling`, 35-59 network calls, measured twice the W1);
+all 18 networks of a chunk (6 radii x 3 trials) train as one batched model.
+The quick grid uses width 64, 400 steps, 300 training series and two radii.
+Setup differing from SPEC B5: a smaller network and budget (SPEC: 128-128, 3000
+steps of 128 series at every position, 1000 sampler steps), three trials per
+cell, two training-set sizes.
+
+Budget (issue 16: at most 80 s of compute for the full grid, 261.6 s before).
+Before: every position of 64 series per step (4096 windows), autograd, batches
+of 6 networks, 500 generated series.  Removed as waste: autograd's bookkeeping
+and its slow 2-column product in the output layer's backward (the hand-written
+backward of :meth:`locality.cir_score.LocalScoreMLP.dsm_backward`, 1.2x per
+step), the concatenation and temporaries of the first layer, and batches of 6
+(one batched model per chunk).  Smaller settings: 512 scored windows per step
+instead of 4096 (the 64 windows of a series share its diffusion time and data,
+so 4 windows of 128 series carry most of what 64 of 64 do) and 250 generated
+series instead of 500 (W1 of 250 exact series 0.0067, against 0.0057 for 500,
+both below the networks' 0.013-0.027).  ``benchmarks/bench_cir.py`` measured one
+chunk at 4.2x less CPU than before in the same run.  Measured with the full
+grid (3 trials, seed 0; mean +- spread over trials), the autocorrelation is
+closer to the training data's than before: lag-1 minus the training data's
+for r = 2, 4, 8, 16 is -0.023, -0.018, -0.017, -0.008 at N = 100 and -0.027,
+-0.021, -0.022, -0.012 at N = 1000 (before: -0.028 to -0.038), W1 0.017-0.027
+(before 0.017-0.025), r = 0 lag-1 -0.003.  Tried and not kept: 50 sampler
+steps (lag-1 0.02 lower at every r), 800 Adam steps (W1 up to 0.036).
 """
 
 from __future__ import annotations
@@ -66,14 +88,15 @@ class CIRParameters(Parameters):
     simulation: str = param("exact", choices=("exact", "euler"), help="training-data simulator")
     em_step: float = param(0.01, gt=0.0, help="Euler-Maruyama inner step (simulation=euler)")
     steps: int = param(1200, ge=1, help="Adam steps of the training")
-    batch_size: int = param(64, ge=1, help="series per network and Adam step")
+    batch_size: int = param(128, ge=1, help="series per network and Adam step")
+    positions: int | None = param(4, ge=1, help="windows scored per series and step (None: all positions)")
     width: int = param(32, ge=1, help="hidden width of the MLP")
     depth: int = param(2, ge=1, help="hidden layers of the MLP")
     lr: float = param(3e-3, gt=0.0, help="Adam learning rate")
     lr_schedule: str = param("cosine", choices=("constant", "cosine"), help="learning-rate schedule")
-    n_generate: int = param(500, ge=2, help="generated series per network")
+    n_generate: int = param(250, ge=2, help="generated series per network")
     sampler_steps: int = param(100, ge=1, le=1000, help="DDPM sampler steps (strided subset of the T = 1000)")
-    network_batch: int = param(6, ge=1, help="networks trained as one batched model (changes no number)")
+    network_batch: int = param(18, ge=1, help="networks trained as one batched model (changes no number)")
     max_lag: int = param(10, ge=1, help="largest autocorrelation lag compared")
     hist_bins: int = param(30, ge=1, help="histogram bins of the figure")
     hist_max: float = param(3.0, gt=0.0, help="histogram range [0, hist_max]")
@@ -120,7 +143,7 @@ def _run_batch(tasks: Sequence[Task]) -> list[dict]:
     data = [_simulate(task.params, task.params.n_train, s[0]) for task, s in zip(tasks, streams)]
     fit = train_local_scores(
         data, [task.params.r for task in tasks], width=p.width, depth=p.depth, steps=p.steps,
-        batch_size=p.batch_size, lr=p.lr, lr_schedule=p.lr_schedule, device=p.device,
+        batch_size=p.batch_size, positions=p.positions, lr=p.lr, lr_schedule=p.lr_schedule, device=p.device,
         random_state=[s[1] for s in streams],
     )
     gen = fit.sample(p.n_generate, steps=p.sampler_steps, random_state=[s[2] for s in streams])
