@@ -199,7 +199,7 @@ def test_gl_increases_with_n_for_each_subset(generalization_quick):
 
 
 @pytest.mark.slow  # shares the generalization fixture (trains 6 MLPs)
-@pytest.mark.xfail(reason="measured: the MLP trained on 2 CPU cores for 1500-2000 Adam steps never memorizes (GL > 0.5 at "
+@pytest.mark.xfail(reason="measured: the MLP trained on 2 CPU cores for 750-2000 Adam steps never memorizes (GL > 0.5 at "
                           "N = 4 for every subset) and GL grows above 1 with N (samples noisier than fresh digits), so no "
                           "subset has a GL = 0.5 transition to order; see benchmarks/README.md", strict=False)
 def test_smaller_intrinsic_dimension_generalizes_at_smaller_n(generalization_quick):
