@@ -1,7 +1,8 @@
 """Batched SGD: kernel rate against the GEMM rate, experiment cost before/after, batched vs loop (issues 3, 16).
 
 First the float32 GEMM rate and the SGD kernel's rate (CPU time, n = 48 and 768,
-hardmax and softmax: issue 16's target is >= 10% of the GEMM rate at n = 768).
+hardmax and softmax, the fast kernel and the legacy one in the same run, with
+their ratio: issue 16's target is >= 10% of the GEMM rate at n = 768).
 With ``--experiments D`` it then runs one chunk (d = D, every N, 20 trials) of each
 SGD experiment in today's configuration and in the configuration it replaced, in
 one run, and prints the CPU times and their ratio.
@@ -55,13 +56,16 @@ def gemm_rate(n=768, repeats=5):
     return 2 * n**3 / best / 1e9
 
 
-def kernel_rate(n, parameterization, B=64, steps=30, d=4, K=2, batch_size=32):
-    """CPU microseconds per problem-step of train_dae (float32, spectral start excluded) and its GFLOP/s.
+def kernel_rate(n, parameterization, B=64, steps=30, d=4, K=2, batch_size=32, kernel="fast"):
+    """CPU microseconds per problem-step of train_dae (float32, start excluded) and two GFLOP/s figures.
 
-    The flop count is that of the five batched products of one step, 2 * 5 * batch_size * n * K d per problem.
+    ``nominal``: the flop count of the legacy kernel's five batched products, ``2 * 5 * batch_size * n * K d``
+    per problem-step, over the time (the same work unit for both kernels, so the ratio of the rates is the
+    speed-up); ``actual``: the flops the kernel itself performs (legacy: the same; fast: two products with
+    the samples and four ``D x D`` by ``D x n`` ones, ``4 n D (batch_size + 2 D)``).
     """
     X = make_problems(B, n=n, dims=(d,) * K, N=8 * K * d).astype(np.float32)
-    kw = dict(parameterization=parameterization, init="random", batch_size=batch_size, random_state=list(range(B)))
+    kw = dict(parameterization=parameterization, init="random", batch_size=batch_size, kernel=kernel, random_state=list(range(B)))
     train_dae(X, (d,) * K, steps=2, **kw)  # warm-up
     t0 = time.process_time()
     train_dae(X, (d,) * K, steps=steps, **kw)
@@ -69,7 +73,10 @@ def kernel_rate(n, parameterization, B=64, steps=30, d=4, K=2, batch_size=32):
     train_dae(X, (d,) * K, steps=0, **kw)  # start and bookkeeping only
     t2 = time.process_time()
     per = ((t1 - t0) - (t2 - t1)) / (B * steps)
-    return per * 1e6, 2 * 5 * batch_size * n * K * d / per / 1e9
+    D = K * d
+    nominal = 2 * 5 * batch_size * n * D
+    actual = nominal if kernel == "legacy" else 4 * n * D * (batch_size + 2 * D)
+    return per * 1e6, nominal / per / 1e9, actual / per / 1e9
 
 
 # (experiment, label, parameters) of one chunk: the previous configuration first, then today's
@@ -109,9 +116,11 @@ def main(argv=None):
     print(f"float32 GEMM rate (768 x 768 x 768, {torch.get_num_threads()} thread(s), CPU time): {peak:.1f} GFLOP/s")
     for n in (48, 768):
         for par in ("hardmax", "softmax"):
-            us, rate = kernel_rate(n, par)
-            print(f"SGD kernel n={n:4d} {par:8s}: {us:7.1f} us per problem-step (CPU), {rate:5.2f} GFLOP/s = "
-                  f"{100 * rate / peak:4.1f}% of the GEMM rate")
+            res = {kern: kernel_rate(n, par, kernel=kern) for kern in ("legacy", "fast")}
+            for kern, (us, rate, actual) in res.items():
+                print(f"SGD kernel {kern:6s} n={n:4d} {par:8s}: {us:7.1f} us per problem-step (CPU), nominal {rate:5.2f} GFLOP/s = "
+                      f"{100 * rate / peak:4.1f}% of the GEMM rate (actual flops: {actual:5.2f} GFLOP/s = {100 * actual / peak:4.1f}%)")
+            print(f"  speed-up fast / legacy (n={n}, {par}): {res['legacy'][0] / res['fast'][0]:.2f}x", flush=True)
     if args.experiments:
         experiment_costs(args.experiments)
     if args.rates_only:

@@ -241,6 +241,8 @@ def train_dae(
     average: float = 0.0,
     keep_best: bool = False,
     keep_best_rtol: float = 1e-10,
+    kernel: str = "auto",
+    noise: str = "auto",
     mask=None,
     retraction: str = "qr",
     closed_form: bool = False,
@@ -344,6 +346,24 @@ def train_dae(
         optimum as its start differs from it by rounding only (float32 iterates
         within ~1e-7 of the optimum, where ``L`` is quadratic: ~1e-13 relative,
         measured), a trained end in a worse basin by 5e-7 and more (measured).
+    kernel : {"auto", "fast", "legacy"}, default "auto"
+        ``"fast"`` (issue 16): the iterate held transposed, the QR retraction
+        folded into the next step as a ``D x D`` transform, and the noise drawn
+        through an exact reparametrization, ``(m + n) D`` normals per problem
+        and step instead of ``m n`` (see :func:`_fast_sgd_step`): the same
+        stochastic gradient in law, so for a given seed the statistics, not the
+        numbers, of the old kernel.  ``"legacy"``: the previous kernel
+        (:func:`molrg.loss._loss_and_grad_bases` on ``m x n`` noise, explicit
+        retraction), kept for comparison.  ``"auto"``: fast unless
+        ``closed_form``, ``average``, ``retraction="polar"`` or a hardmax DAE
+        with unequal dims asks for the legacy one.
+    noise : {"auto", "reduced", "full"}, default "auto"
+        Fast kernel only: ``"reduced"`` draws ``(m + n) D`` normals per problem
+        and step (the exact reparametrization), ``"full"`` the legacy kernel's
+        ``m n`` (the same random numbers as ``kernel="legacy"``, so the same
+        result up to rounding: 1e-15 in float64, tested); ``"auto"``: reduced
+        when ``4 D <= n`` and ``(m + n) D < m n`` (n = 768, D = 8; n = 48,
+        D <= 12), else full.
     mask : bool array ``(B, N)`` (or ``(N,)``), optional
         Valid rows of each problem; every problem needs at least one.
     retraction : {"qr", "polar"}, default "qr"
@@ -411,6 +431,8 @@ def train_dae(
     if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}")
     check_choice("retraction", retraction, ("qr", "polar"))
+    check_choice("kernel", kernel, ("auto", "fast", "legacy"))
+    check_choice("noise", noise, ("auto", "reduced", "full"))
     schedule = get_schedule(schedule)
     lo, hi = time_range(schedule, t_range)
     if T is not None:
@@ -435,6 +457,10 @@ def train_dae(
         raise ValueError(f"closed_form=True and exact_steps > 0 need equal dims, got dims={dims}")
     if keep_best and len(set(dims)) != 1:
         raise ValueError(f"keep_best=True needs equal dims (the closed-form loss), got dims={dims}")
+    legacy_only = bool(closed_form) or average > 0 or retraction == "polar" or (parameterization == "hardmax" and len(set(dims)) != 1)
+    if kernel == "fast" and legacy_only:
+        raise ValueError("kernel='fast' needs closed_form=False, average=0, retraction='qr' and (hardmax) equal dims")
+    fast = kernel == "fast" or (kernel == "auto" and not legacy_only)
     device = torch.device(device)
     coef = loss_coefficients(schedule, t_range=(lo, hi), T=T, weighting=weighting)
     rngs = problem_generators(random_state, B)
@@ -460,7 +486,7 @@ def train_dae(
     itemsize = torch.finfo(dtype).bits // 8
     chunk = int(max(1, min(64, max(steps, 1), _BUFFER_BYTES // max(1, B * batch_size * (n + 2) * itemsize))))
     u_buf = torch.empty((B, chunk, 2, batch_size), dtype=torch.float64, device=device)
-    e_buf = None if closed_form else torch.empty((B, chunk, batch_size, n), dtype=dtype, device=device)
+    e_buf = None if closed_form or fast else torch.empty((B, chunk, batch_size, n), dtype=dtype, device=device)
     bidx = torch.arange(B, device=device)[:, None]
     mb_weights = torch.full((B, batch_size), 1.0 / batch_size, dtype=dtype, device=device)
 
@@ -482,7 +508,45 @@ def train_dae(
     final_ratio = lr_final / lr
     avg_from = steps - int(round(average * steps)) if average > 0 else steps
     P_sum = None
-    for k in range(steps):
+    if fast:
+        V = dae.U.detach().transpose(-1, -2).contiguous()  # (B, D, n)
+        D = V.shape[1]
+        # the reduced draw saves two products with the samples but adds D x D work (measured: faster at
+        # n = 768, D = 8 and n = 48, D = 8; slower at n = 48, D >= 18)
+        reduced = noise == "reduced" or (noise == "auto" and 4 * D <= n and (batch_size + n) * D < batch_size * n)
+        width = batch_size * D + D * n if reduced else batch_size * n
+        chunk = int(max(1, min(64, max(steps, 1), _BUFFER_BYTES // max(1, B * width * itemsize))))
+        u_buf = torch.empty((B, chunk, 2, batch_size), dtype=torch.float64, device=device)
+        n_buf = torch.empty((B, chunk, width), dtype=dtype, device=device)
+        for k in range(steps):
+            c = k % chunk
+            if c == 0:
+                m = min(chunk, steps - k)
+                for b in range(B):
+                    torch.rand((m, 2, batch_size), generator=gens[b], dtype=torch.float64, device=device, out=u_buf[b, :m])
+                    torch.randn((m, width), generator=gens[b], dtype=dtype, device=device, out=n_buf[b, :m])
+            pos = torch.minimum((u_buf[:, c, 0] * counts[:, None]).long(), counts[:, None] - 1)
+            rows = order.gather(1, pos)
+            t = _times_from_uniform(u_buf[:, c, 1], lo, hi, T).to(dtype)
+            eta = step_scale * _lr_factor(lr_schedule, k, steps, final_ratio)
+            if reduced:
+                g = n_buf[:, c, : batch_size * D].view(B, batch_size, D)
+                Ht = n_buf[:, c, batch_size * D :].view(B, D, n)
+                per_problem, V = _fast_sgd_step(dae, V, Xt[bidx, rows], sq_norms[bidx, rows], t, g, Ht, schedule, lam_fn, eta)
+            else:  # the legacy kernel's draws
+                per_problem, V = _fast_sgd_step(dae, V, Xt[bidx, rows], sq_norms[bidx, rows], t, None, None, schedule, lam_fn,
+                                                eta, eps=n_buf[:, c].view(B, batch_size, n))
+            record(k, per_problem)
+        if exact_steps:
+            row_w = mask_t.to(dtype) / counts[:, None].to(dtype)
+            for k in range(steps, total):
+                per_problem, V = _fast_exact_step(exact_model.name, dims, V, Xt, row_w, sq_norms, coef, exact_lr)
+                record(k, per_problem)
+        if total:
+            V, T_, _ = _retraction(V, dims)
+            with torch.no_grad():
+                dae.U.copy_((T_ @ V).transpose(-1, -2))
+    for k in range(0 if fast else steps):  # the legacy kernel
         c = k % chunk
         if c == 0:  # draw the next chunk of each problem's random numbers from its own stream
             m = min(chunk, steps - k)
@@ -511,7 +575,7 @@ def train_dae(
             dae.U.copy_(_top_eigenvectors(P_sum, dims).to(dtype))
 
     # ------------------------------------------------------------ exact phase (no Monte Carlo)
-    if exact_steps:
+    if exact_steps and not fast:
         row_w = mask_t.to(dtype) / counts[:, None].to(dtype)
         exact_scale = exact_lr / coef.gain
         for k in range(steps, total):
@@ -556,7 +620,8 @@ def train_dae(
     config = dict(
         schedule=type(schedule).__name__, t_range=(lo, hi), T=T, weighting=weighting if isinstance(weighting, str) else "callable",
         steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_final=lr_final, exact_steps=exact_steps,
-        exact_lr=exact_lr, average=average, keep_best=bool(keep_best), keep_best_rtol=keep_best_rtol, retraction=retraction, closed_form=closed_form,
+        exact_lr=exact_lr, average=average, keep_best=bool(keep_best), keep_best_rtol=keep_best_rtol,
+        kernel="fast" if fast else "legacy", noise=noise, retraction=retraction, closed_form=closed_form,
         perturbation=perturbation if init == "near_truth" else None, dtype=str(dtype), device=str(device), loss_gain=coef.gain,
     )
     return DAEResult(
@@ -594,3 +659,183 @@ def orthonormalize_blocks(U, dims):
     for a, b in zip(cuts[:-1], cuts[1:]):
         out[..., a:b] = orthonormalize(U[..., a:b])
     return out
+
+
+# --------------------------------------------------------------------------- the fast kernel (issue 16)
+# The iterate is held TRANSPOSED and un-normalized, ``V (B, D, n)``: the products with the
+# samples are then (B, m, n) @ (B, n, D) with a contiguous right factor and (B, D, m) @ (B, m, n),
+# the layouts MKL runs fastest, and the QR retraction is folded into the next step as a D x D
+# transform ``U = T V`` (no pass over the (B, D, n) stack of its own).
+def _block_transform(Gv, dims):
+    """``T = blockdiag(L_k^{-1})`` with ``L_k L_k^T`` the diagonal blocks of ``Gv = V V^T``: ``T V`` is the
+    Cholesky-QR retraction of every component (the QR retraction of SPEC A7).  None if a block is not
+    positive definite (the caller then re-orthonormalizes explicitly).
+    """
+    K, d0 = len(dims), dims[0]
+    B, D, _ = Gv.shape
+    if len(set(dims)) == 1:
+        blocks = torch.diagonal(Gv.reshape(B, K, d0, K, d0), dim1=1, dim2=3).permute(0, 3, 1, 2)  # (B, K, d, d)
+    else:
+        cuts = np.cumsum((0,) + tuple(dims))
+        blocks = None
+    T = torch.zeros_like(Gv)
+    if blocks is not None:
+        L, info = torch.linalg.cholesky_ex(blocks)
+        if bool((info != 0).any()):
+            return None
+        eye = torch.eye(d0, dtype=Gv.dtype, device=Gv.device)
+        Linv = torch.linalg.solve_triangular(L, eye, upper=False)  # (B, K, d, d)
+        for k in range(K):
+            T[:, k * d0 : (k + 1) * d0, k * d0 : (k + 1) * d0] = Linv[:, k]
+        return T
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        L, info = torch.linalg.cholesky_ex(Gv[:, a:b, a:b])
+        if bool((info != 0).any()):
+            return None
+        T[:, a:b, a:b] = torch.linalg.solve_triangular(L, torch.eye(int(b - a), dtype=Gv.dtype, device=Gv.device), upper=False)
+    return T
+
+
+def _retract_rows(V, dims):
+    """Explicit polar re-orthonormalization of every component of the transposed stack ``V (B, D, n)``."""
+    cuts = np.cumsum((0,) + tuple(dims))
+    return torch.cat([orthonormalize(V[:, a:b].transpose(-1, -2)).transpose(-1, -2) for a, b in zip(cuts[:-1], cuts[1:])], 1)
+
+
+def _retraction(V, dims):
+    """``(V, T, Gv)``: the transform ``T`` with ``U = T V`` orthonormal per component, ``Gv = V V^T``."""
+    Gv = V @ V.transpose(-1, -2)
+    T = _block_transform(Gv, dims)
+    if T is None:  # a component lost rank: re-orthonormalize explicitly (rare), then T = I
+        V = _retract_rows(V, dims).contiguous()
+        Gv = V @ V.transpose(-1, -2)
+        T = torch.eye(V.shape[1], dtype=V.dtype, device=V.device).expand_as(Gv).clone()
+    return V, T, Gv
+
+
+def _gram_factor(G):
+    """``(F, Ginv_F, solve)`` for the joint Gram ``G = U^T U`` (PSD): ``F F^T = G``, ``Ginv_F = G^+ F``, and
+    ``solve(M) = G^+ M``.  Cholesky when every ``G`` is positive definite, else an eigendecomposition
+    (two components spanning overlapping subspaces).
+    """
+    L, info = torch.linalg.cholesky_ex(G)
+    if not bool((info != 0).any()):
+        return L, torch.linalg.solve_triangular(L.transpose(-1, -2), torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+                                                .expand_as(G), upper=True), (lambda M: torch.cholesky_solve(M, L))
+    ev, Q = torch.linalg.eigh(G)
+    keep = ev > ev[..., -1:] * (G.shape[-1] * torch.finfo(G.dtype).eps * 10)
+    root = torch.where(keep, ev.clamp_min(0).sqrt(), torch.zeros_like(ev))
+    inv = torch.where(keep, 1.0 / torch.where(keep, ev, torch.ones_like(ev)), torch.zeros_like(ev))
+    F = Q * root[..., None, :]
+    Ginv = (Q * inv[..., None, :]) @ Q.transpose(-1, -2)
+    return F, Ginv @ F, (lambda M: Ginv @ M)
+
+
+def _psd_root(R, sg):
+    """``F`` with ``F F^T = S = sum_m sg_m^2 R_m R_m^T`` (``R (B, m, D)``): the ``R`` factor of a QR of
+    ``diag(sg) R`` when ``m >= D`` (valid for any rank), else ``(diag(sg) R)^T`` padded to ``D`` columns.
+    """
+    A = sg[..., None] * R
+    B, m, D = A.shape
+    if m >= D:
+        return torch.linalg.qr(A, mode="r")[1].transpose(-1, -2)
+    out = torch.zeros((B, D, D), dtype=A.dtype, device=A.device)
+    out[..., :m] = A.transpose(-1, -2)
+    return out
+
+
+def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None):
+    r"""One SGD step of :func:`molrg.loss._loss_and_grad_bases` (the same loss, the same gradient's law) on the
+    transposed stack ``V``; returns ``(loss (B,), V_new)``.
+
+    Exact reparametrization of the noise (issue 16).  With ``U = T V`` (orthonormal components),
+    ``G = U^T U = F F^T`` and ``y = x_0 + sigma eps``, everything but one term of the gradient depends on
+    ``eps`` only through ``e = U^T eps ~ N(0, G)``, drawn as ``e = F g`` with ``g ~ N(0, I_D)`` per sample
+    (``g``: ``(B, m, D)``).  The loss is ``lambda ||r||^2 = lambda ((c G Z_w - 2 p) . c Z_w + ||x_0||^2)``
+    (``p = U^T x_0``, ``Z = p + sigma e``), and the gradient is
+
+    .. math:: \nabla_U = U M + X_0^T (\rho - \beta Z_w) + \textstyle\sum_m \sigma_m \epsilon_m \rho_m^T,
+              \qquad M = \textstyle\sum_m c_m \beta_m Z_{w,m} Z_{w,m}^T,
+
+    ``rho`` the per-sample right factor of the old kernel.  Splitting ``eps = P eps + (I - P) eps``
+    (``P`` the projector onto the span of ``U``; ``P eps_m = U G^+ F g_m``, and ``(I - P) eps_m`` is
+    independent of ``g``), the last sum is ``U G^+ F sum_m sigma_m g_m rho_m^T + (I - P) E`` where
+    ``E = sum_m sigma_m xi_m rho_m^T`` with fresh ``xi_m ~ N(0, I_n)``: given the ``rho``'s its rows are
+    i.i.d. ``N(0, S)``, ``S = sum_m sigma_m^2 rho_m rho_m^T``, so ``E = H F_S^T`` with ``F_S F_S^T = S``
+    and ``H`` an ``n x D`` standard normal (``Ht``: ``(B, D, n)``).  That is ``(m + n) D`` normals per
+    problem and step instead of ``m n``, and two products with the samples instead of five; the
+    stochastic gradient has exactly the law of the old one (tested: mean and covariance).
+
+    With ``eps`` ``(B, m, n)`` given instead (``g``, ``Ht`` ignored), the noise enters as drawn, with the
+    legacy kernel's random numbers: ``e = U^T eps`` and the last sum computed as it stands (four
+    products with the samples, no factorization of ``G``); cheaper when ``(m + n) D >= m n``.
+    """
+    V, T, Gv = _retraction(V, dae.dims)
+    Tt = T.transpose(-1, -2)
+    p = (x0 @ V.transpose(-1, -2)) @ Tt  # U^T x0 per sample, (B, m, D)
+    G = T @ Gv @ Tt
+    sg = schedule.sigma(t)
+    c = 1.0 / (1.0 + sg * sg)
+    lam = lam_fn(t) * torch.ones_like(t)
+    if eps is None:
+        W = (Ht @ V.transpose(-1, -2)) @ Tt  # Ht U^T: (B, D, D)
+        F, Ginv_F, solve = _gram_factor(G)
+        e = g @ F.transpose(-1, -2)
+    else:
+        e = (eps @ V.transpose(-1, -2)) @ Tt  # U^T eps
+    Z = torch.addcmul(p, sg[..., None], e)
+    m = x0.shape[-2]
+    if dae.name == "softmax":
+        w = dae.weights_from_projections(Z, sg)
+        cols = dae.expand(w.to(V.dtype))
+    elif dae.name == "hardmax":  # equal dims and uniform weights: argmax_k ||U_k^T x0|| (ties to the lowest index)
+        j = dae.segment_sums(p * p).argmax(-1)
+        cols = dae.expand(torch.nn.functional.one_hot(j, len(dae.dims)).to(V.dtype))
+    else:
+        cols = None
+    Zw = Z if cols is None else Z * cols
+    cZw = c[..., None] * Zw
+    Vr = cZw @ G - p  # U^T r, r = c U Z_w - x0
+    loss = (lam * (((Vr - p) * cZw).sum(-1) + sq)).mean(-1)
+    beta = (2.0 / m) * (lam * c)[..., None]
+    right = beta * (Vr if cols is None else Vr * cols)
+    if dae.name == "softmax":
+        gamma = 1.0 / (2.0 * sg * sg * (1.0 + sg * sg))
+        a = dae.segment_sums((Vr * Z).double()) * (2.0 * lam * c)[..., None].double()
+        abar = (w * a).sum(-1, keepdim=True)
+        delta = w * (a - abar) * ((2.0 / m) * gamma)[..., None].double()
+        right = right + dae.expand(delta.to(V.dtype)) * Z
+    bZw = beta * Zw
+    Mm = bZw.transpose(-1, -2) @ cZw  # sum_m c beta Zw Zw^T (symmetric)
+    if eps is None:
+        Mg = (sg[..., None] * g).transpose(-1, -2) @ right  # sum_m sigma g rho^T
+        Fs = _psd_root(right, sg)
+        UE = W.transpose(-1, -2) @ Fs.transpose(-1, -2)  # U^T E = (U^T H) F_S^T
+        C = Mm + Ginv_F @ Mg - solve(UE)
+    else:
+        C = Mm
+    # V_new = U - eta (X0^T A + noise term + U C)^T  with  U = T V,  A = rho - beta Zw
+    Coef = T - eta * (C.transpose(-1, -2) @ T)
+    Vn = torch.bmm(Coef, V)
+    if eps is None:
+        Vn.baddbmm_(Fs, Ht, alpha=-eta)
+    else:
+        Vn.baddbmm_((sg[..., None] * right).transpose(-1, -2), eps, alpha=-eta)
+    Vn.baddbmm_((right - bZw).transpose(-1, -2), x0, alpha=-eta)
+    return loss, Vn
+
+
+def _fast_exact_step(name, dims, V, X, row_w, sq_norms, coef, exact_lr):
+    """One exact-phase step (:func:`molrg.loss._expected_loss_and_grad`) on the transposed stack ``V``:
+    ``U <- U + 2 exact_lr (X^T (row_w mu X U))``, i.e. ``V_new = T V + 2 exact_lr (row_w mu Z)^T X``.
+    """
+    V, T, _ = _retraction(V, dims)
+    Z = (X @ V.transpose(-1, -2)) @ T.transpose(-1, -2)
+    K, d = len(dims), dims[0]
+    if name == "hardmax":
+        s = (Z * Z).reshape(Z.shape[:-1] + (K, d)).sum(-1)
+        Z = Z * torch.nn.functional.one_hot(s.argmax(-1), K).to(Z.dtype).repeat_interleave(d, dim=-1)
+    loss = (row_w * (coef.lam * sq_norms + coef.noise * d - coef.gain * (Z * Z).sum(-1))).sum(-1)
+    Vn = torch.bmm(T, V)
+    Vn.baddbmm_((Z * row_w[..., None]).transpose(-1, -2), X, alpha=2.0 * exact_lr)
+    return loss, Vn
