@@ -339,7 +339,7 @@ def _generated_covariance_single(score: LinearScore, chunk: int) -> np.ndarray:
         Wd = np.zeros((nb, d, w, d + w), f32)
         Wd[:, np.arange(d)[:, None, None], np.arange(w)[None, :, None], pos[:, None, :]] = score._W.reshape(nb, d, w, w)
         Wd = np.ascontiguousarray(Wd[..., :d])
-        mu = score._mu.reshape(nb, d, w)
+        mu: np.ndarray = score._mu.reshape(nb, d, w)
     else:
         V = score._V.reshape(nb, d, d).astype(f32)
         Vt = np.ascontiguousarray(np.swapaxes(V, -1, -2))[:, None]
