@@ -77,6 +77,22 @@ def test_exact_propagation_matches_naive_recursion(small, method, r):
         assert_allclose(C[j], _naive_propagation(one), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("method, r", [("truncate", 1), ("marginal", 3), ("truncate", 5)])
+def test_single_precision_propagation_matches_naive_recursion(small, method, r):
+    """dtype=float32 (the experiments' path, issue 16): the same recursion, rounding-level difference only."""
+    S, Sh, sch = small
+    score = LinearScore(np.stack([Sh, S]), schedule=sch, method=method, r=r)
+    C = generated_covariance(score, chunk=7, dtype=np.float32)
+    assert C.dtype == np.float64 and C.shape == (2, 10, 10)
+    for j, sig in enumerate((Sh, S)):
+        ref = _naive_propagation(LinearScore(sig, schedule=sch, method=method, r=r))
+        assert_allclose(C[j], ref, rtol=0, atol=2e-5)
+        # the localization is visible at this tolerance: the non-localized sampler differs by far more
+        assert np.abs(_naive_propagation(LinearScore(sig, schedule=sch)) - ref).max() > 1e-3
+    with pytest.raises(ValueError, match="dtype must be"):
+        generated_covariance(score, dtype=np.int64)
+
+
 def test_nonlocalized_with_true_covariance_recovers_sigma():
     # DDPM discretization error, d = 64, T = 1000: measured 3.4e-3 relative (spectral norm).
     S = ar1_covariance(64)
