@@ -55,7 +55,7 @@ chunk at 4.2x less CPU than before in the same run.  Measured with the full
 grid (3 trials, seed 0; mean +- spread over trials), the autocorrelation is
 closer to the training data's than before: lag-1 minus the training data's
 for r = 2, 4, 8, 16 is -0.023, -0.018, -0.017, -0.008 at N = 100 and -0.027,
--0.021, -0.022, -0.012 at N = 1000 (before: -0.028 to -0.038), W1 0.017-0.027
+-0.021, -0.022, -0.012 at N = 1000 (before: -0.012 to -0.038), W1 0.017-0.027
 (before 0.017-0.025), r = 0 lag-1 -0.003.  Tried and not kept: 50 sampler
 steps (lag-1 0.02 lower at every r), 800 Adam steps (W1 up to 0.036).
 """
