@@ -256,7 +256,8 @@ CLAIMS: tuple[Claim, ...] = (
                 labels=("KSS accuracy", "NMI", "KMeans accuracy", "NMI", "SpectralClustering accuracy", "NMI", "at d =",
                         "union below PCA(2d) everywhere", "per-class energy rank"))),
     Claim(f"{_P}, figure 3a (digits)", "A denoiser trained on the digits has a low-rank Jacobian in the middle of the noise range; "
-          "the fitted MoLRG's closed form has rank <= sum_k d_k (Lemma 2). Network: EDM-preconditioned MLP, not a U-Net",
+          "the fitted MoLRG's closed form has rank <= sum_k d_k (Lemma 2). Network: EDM-preconditioned MLP, not a U-Net; "
+          "MLP trained for 750 Adam steps",
           ("tests/test_digits.py::test_trained_denoiser_jacobian_low_rank_in_middle_band", "tests/test_digits.py::test_untrained_network_is_not_low_rank",
            "tests/test_digits.py::test_closed_form_rank_at_most_sum_of_dims"),
           "trained MLP energy-rank ratio < 0.7 somewhere in sigma in [0.1, 10]; untrained >= 0.7; closed form <= 40 / 64",
@@ -264,7 +265,7 @@ CLAIMS: tuple[Claim, ...] = (
           _keys("mlp_band_min_ratio", "untrained_mlp_band_min_ratio", "closed_form_rank_max", "closed_form_rank_bound",
                 labels=("trained MLP min ratio in the band", "untrained MLP", "closed form max rank", "bound"))),
     Claim(f"{_P}, figure 5b (digits)", "Subsets of smaller intrinsic dimension (one class < two < ten) need fewer samples to generalize. "
-          "NOT reproduced here: the MLP trained on 2 CPU cores never memorizes (GL > 0.5 at N = 4) and its GL grows above 1 "
+          "NOT reproduced here: the MLP (width 128, 750 Adam steps) trained on 2 CPU cores never memorizes (GL > 0.5 at N = 4) and its GL grows above 1 "
           "with N (samples noisier than fresh digits); GL uses pixel nearest neighbours, not the paper's copy-detection descriptor",
           ("tests/test_digits.py::test_gl_increases_with_n_for_each_subset",
            "tests/test_digits.py::test_smaller_intrinsic_dimension_generalizes_at_smaller_n"),
@@ -345,8 +346,8 @@ CLAIMS: tuple[Claim, ...] = (
           "KS p > 0.01 at 20 000 values; autocorrelation within 0.03", _CHECK,
           _keys("cir-exact-acf (max absolute error)", labels=("max autocorrelation error",))),
     Claim(f"{_L}, figure 3", "A localized neural score with radius r >= 2 reproduces the CIR marginal and autocorrelation "
-          "of its training data; r = 0 cannot see the correlation (setup: MLP 32-32, 1200 Adam steps of 64 series, "
-          "100 and 1000 training series, 3 trials, 100-step strided DDPM sampler)",
+          "of its training data; r = 0 cannot see the correlation (setup: MLP 32-32, 1200 Adam steps of 128 series scoring "
+          "4 random windows each, 100 and 1000 training series, 3 trials, 250 generated series, 100-step strided DDPM sampler)",
           ("tests/test_cir_score.py::test_radius_zero_cannot_see_correlations",
            "tests/test_cir_score.py::test_localized_score_matches_the_training_data",
            "tests/test_cir_score.py::test_claim_fails_without_training"),
