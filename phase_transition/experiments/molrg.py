@@ -16,7 +16,9 @@ Registered experiments
                             the start near the truth (eq. 48; it USES the true bases), K = 2;
                             ``molrg-sgd-k3``: K = 3 (figure 8).
 ``molrg-sgd-spectral``      truth-free: the same SGD from the spectral start of K-subspaces, with a final
-                            exact phase (no Monte-Carlo noise floor), and K-subspaces on the SAME data
+                            exact phase (no Monte-Carlo noise floor) and the ``keep_best`` safeguard (a
+                            trial whose training raised its exact loss returns its start, flagged in
+                            ``kept_start``: training never undoes a start), and K-subspaces on the SAME data
                             sets (success of both and their agreement: Theorem 3);
                             ``molrg-sgd-k3-spectral``: K = 3.  ``--set init=random`` for a random start.
 
@@ -445,6 +447,7 @@ for _k, _suffix, _grid, _quick, _kss_params, _sgd_params, _spec_params, _fig in 
         family="molrg",
         doc="The same SGD from the spectral start of K-subspaces (no truth used), followed by a short full-batch phase "
             "on the exact loss (its expectation over the noise in closed form, SPEC A5), which removes SGD's noise "
-            "floor. `--set init=random` starts from random bases." + (
+            "floor, and a monotone safeguard: a trial whose training raised that exact loss returns its start "
+            "(`kept_start`; `--set keep_best=false` switches it off). `--set init=random` starts from random bases." + (
                 " K-subspaces runs on the same data sets: Theorem 3 says both solve one problem." if _k == 2 else ""),
     ))
