@@ -10,7 +10,9 @@ Reproducibility
     One :class:`numpy.random.SeedSequence` per sweep (``seed``); the trial seed of
     grid point ``p`` and trial ``j`` is ``SeedSequence(seed, spawn_key=(h(p), j))``
     reduced to a 63-bit int, with ``h(p)`` a stable hash of the point's grid
-    values.  It depends on neither the chunking, the order of execution nor the
+    values (of those named by ``Experiment.seed_by`` when it is set: points that
+    agree on them share their trial seeds, common random numbers along the other
+    keys).  It depends on neither the chunking, the order of execution nor the
     number of workers, so the table is identical for any ``n_jobs`` and backend;
     and two experiments swept with the same seed see the same data in the cells
     they share (``molrg-kss`` and ``molrg-sgd``, say).
@@ -203,7 +205,8 @@ def plan_grid(
         gkey = i if exp.chunk_by is None else tuple(repr(point[k]) for k in exp.chunk_by)
         for j in range(trials):
             # the seed hashes the grid values as written in the grid (typed coercion changes no seed)
-            task = Task(params=values[i], trial=j, seed=trial_seed(seed, point, j))
+            seed_point = point if exp.seed_by is None else {k: point[k] for k in exp.seed_by}
+            task = Task(params=values[i], trial=j, seed=trial_seed(seed, seed_point, j))
             groups.setdefault(gkey, []).append((i, task))
     key = _digest({k: config[k] for k in ("experiment", "grid", "params", "trials", "seed", "version", "fingerprint")})[:20]
     return GridPlan(exp, config, points, list(groups.values()), key)

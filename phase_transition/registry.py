@@ -25,6 +25,10 @@ An experiment is everything the sweep engine needs to know, and nothing more:
 * ``chunk_by``: the grid keys whose values define a chunk; tasks whose grid
   points agree on them run in one ``run`` call (``None``: one chunk per grid
   point, holding all its trials);
+* ``seed_by``: the grid keys the trial seeds depend on (``None``: all of them).
+  Tasks whose points agree on these keys get the same seed for the same trial:
+  common random numbers, so a curve over the other keys (the radius, the
+  method) compares every value on the same data draws;
 * ``plot(table, config)``: the figure (a :class:`matplotlib.figure.Figure`);
 * ``summarize(table, config)``: a small dict of headline numbers for the report;
 * ``validate(config)``: (older form) raises ``ValueError`` on bad parameter
@@ -98,6 +102,9 @@ class Experiment:
         Independent trials per grid point (default and quick).
     chunk_by : tuple of str, optional
         Grid keys whose values define a chunk (None: one chunk per grid point).
+    seed_by : tuple of str, optional
+        Grid keys the trial seeds depend on (None: all; the others share the seeds:
+        common random numbers along them).
     plot : callable, optional
         ``plot(table, config) -> matplotlib.figure.Figure``.
     summarize : callable, optional
@@ -122,6 +129,7 @@ class Experiment:
     trials: int = 20
     quick_trials: int = 5
     chunk_by: tuple[str, ...] | None = None
+    seed_by: tuple[str, ...] | None = None
     plot: Callable[[Any, Mapping[str, Any]], Any] | None = None
     summarize: Callable[[Any, Mapping[str, Any]], dict] | None = None
     validate: Callable[[Mapping[str, Any]], None] | None = None
@@ -154,8 +162,10 @@ class Experiment:
         unknown = set(self.quick_params) - set(self.params)
         if unknown:
             raise ValueError(f"experiment {self.name}: quick_params {sorted(unknown)} are not params")
-        if self.chunk_by is not None and not set(self.chunk_by) <= set(self.grid):
-            raise ValueError(f"experiment {self.name}: chunk_by must name grid keys")
+        for name in ("chunk_by", "seed_by"):
+            keys = getattr(self, name)
+            if keys is not None and not set(keys) <= set(self.grid):
+                raise ValueError(f"experiment {self.name}: {name} must name grid keys")
 
 
 _REGISTRY: dict[str, Experiment] = {}

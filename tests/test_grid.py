@@ -155,6 +155,21 @@ def test_several_rows_per_task_make_a_tidy_table(tmp_path):
     pd.testing.assert_frame_equal(df, again)
 
 
+def test_seed_by_gives_common_random_numbers_along_the_other_keys():
+    import dataclasses
+
+    paired = dataclasses.replace(TOY, name="toy-paired", seed_by=("a",))
+    plan = plan_grid(paired, quick=True, seed=3)
+    seeds = {(t.params["a"], t.params["b"], t.trial): t.seed for chunk in plan.chunks for _, t in chunk}
+    for (a, b, trial), s in seeds.items():
+        assert s == trial_seed(3, {"a": a}, trial) == seeds[(a, 0.5, trial)]  # the same draw for every b
+    assert len({s for (a, _, trial), s in seeds.items() if trial == 0}) == 3  # but not across a
+    plain = plan_grid(TOY, quick=True, seed=3)  # default: the seed hashes the whole point
+    assert len({t.seed for chunk in plain.chunks for _, t in chunk if t.trial == 0}) == 6
+    with pytest.raises(ValueError, match="seed_by must name grid keys"):
+        dataclasses.replace(TOY, name="toy-bad", seed_by=("nope",))
+
+
 def test_an_empty_list_of_rows_is_an_error():
     df = run_grid(EMPTY_ENTRY, progress=False)
     assert df["error"].str.contains("non-empty list of dicts").all()
