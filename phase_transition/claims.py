@@ -238,7 +238,8 @@ CLAIMS: tuple[Claim, ...] = (
           "molrg-jacobian-training", _jacobian_training),
     Claim(f"{_P}, memorization to generalization (figure 5a)", "GL of a trained MLP against N/d collapses onto one curve: "
           "the N/d where GL first reaches 0.5 agrees across d, GL rises from ~0 (copies) to ~1 (generalizes). "
-          "Setup: n = 16, K = 2, d = 2, 4, 8, MLP width 128 with 1500 Adam steps, 2 trials",
+          "Setup: n = 16, K = 2, d = 2, 4, 8, MLP width 128 with 750 Adam steps (batch 256, learning rate 2e-2 "
+          "cosine-decayed to 1e-3), 2 trials",
           ("tests/test_generalization.py::test_empirical_denoiser_memorizes", "tests/test_generalization.py::test_closed_form_generalizes",
            "tests/test_molrg_generalization.py::test_generalization_collapse_quick",
            "tests/test_molrg_generalization.py::test_undertrained_generalization_fails_collapse"),
@@ -280,7 +281,7 @@ CLAIMS: tuple[Claim, ...] = (
                 labels=("change ratio", "std", "v1 alone", "random edits (mechanism off)", "v1 max/median step"))),
     Claim(f"{_L}, Theorem 2.1 and figure 1", "The precision P_t stays approximately banded along the OU process; r_eff nearly "
           "independent of d (setup: d = 50 to 102 400 with banded algorithms, b = 1, 2, 4, coupling 0.5 / 0.9 so that "
-          "kappa(P_0) stays bounded, 2 trials)",
+          "kappa(P_0) stays bounded, one random P_0 per (d, b, coupling))",
           ("tests/test_locality_forward.py::test_r_eff_is_b_at_t0_and_zero_at_large_t",
            "tests/test_locality_experiments.py::test_radius_claim_every_b_c_and_d_of_the_quick_grid",
            "tests/test_locality_experiments.py::test_radius_claim_fails_without_locality",
@@ -317,13 +318,15 @@ CLAIMS: tuple[Claim, ...] = (
           _keys("ddpm-discretization (max relative spectral error)", labels=("relative spectral error",))),
     Claim(f"{_L}, figure 2", "A moderate radius r balances localization and statistical error (U-shaped curve), for "
           "truncation (eq. 4.5) and the marginal score at every N measured (setup: AR(1), d = 64, N = 32, 64, 100 (the "
-          "paper's), 128, 20 data draws, exact propagation; sampled columns drawn from N(0, C_gen))",
+          "paper's), 128, r in {0, 2, 4, 8, 12, 16, 24, 32}, 20 data draws (a new one per r, as in the paper), exact "
+          "propagation in single precision (within 3e-7 of double); sampled columns drawn from N(0, C_gen))",
           ("tests/test_locality_experiments.py::test_tradeoff_quick_grid_u_shape", "tests/test_locality_ddpm.py::test_tradeoff_curve_shapes_and_limits",
            "tests/test_locality_experiments.py::test_tradeoff_claim_fails_without_statistical_error"),
           "quick grid (N = 64, 100), both methods: minimum strictly inside the r range and below the non-localized error; "
           "no U shape with the true covariance", "locality-tradeoff", _tradeoff),
     Claim(f"{_L}, Remark 3.3(2)", "The best localization radius r*(N) grows with the sample size N (about like log N) "
-          "(setup: AR(1), d = 64, T = 1000, exact propagation, 10 data draws; the paper states it, without a figure)",
+          "(setup: AR(1), d = 64, T = 1000, exact propagation in single precision, 4 data draws per N shared by every r and "
+          "method (paired); the paper states it, without a figure)",
           ("tests/test_locality_experiments.py::test_best_radius_grows_with_N",
            "tests/test_locality_experiments.py::test_best_radius_claim_fails_without_statistical_error"),
           "marginal score: r*(N) non-decreasing and r*(256) > r*(16); fails with the true covariance (no statistical error)",
