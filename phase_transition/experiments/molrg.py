@@ -265,7 +265,8 @@ def _plot_sgd(table: pd.DataFrame, config: Mapping):
     """SGD beside its start alone (same data, no training), then K-subspaces / agreement, then the oracle."""
     boundary, label = _boundary(config)
     p = config["params"]
-    panels = [("success", sgd_title(p)), ("start_success", f"start only (no training):\n{_INIT_NAMES[p['init']]}")]
+    title = sgd_title(p).replace(", keep best", "\nkeep best")  # three short lines fit the panel's width
+    panels = [("success", title), ("start_success", f"start only (no training):\n{_INIT_NAMES[p['init']]}")]
     if "kss_success" in table:
         panels += [("kss_success", "K-subspaces (spectral start)"), ("agree", "agreement SGD / K-subspaces")]
     if "oracle_success" in table:
