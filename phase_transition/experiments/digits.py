@@ -102,6 +102,7 @@ import numpy as np
 
 from ..params import Parameters, param
 from ..registry import Experiment, Task, register
+from ._karras import KarrasGridParameters, karras_grid
 
 SUBSETS = {"one class": (1,), "two classes": (1, 7), "ten classes": tuple(range(10))}
 
@@ -287,12 +288,6 @@ def _train_mlps(sets, p, seeds):
                               batch_size=int(p["batch_size"]), lr=float(p["lr"]), random_state=[int(s) for s in seeds])
 
 
-def _sigmas(p):
-    from molrg import karras_sigmas
-
-    return karras_sigmas(int(p["n_steps"]), float(p["sigma_min"]), float(p["sigma_max"]), float(p["rho"]), append_zero=True)
-
-
 def _fitted_molrg(X, p, seed):
     """The MoLRG fitted to ``X`` by K-subspaces: its bases and the cluster proportions as weights."""
     import warnings
@@ -311,7 +306,7 @@ DENOISERS = ("mlp", "untrained_mlp", "closed_form")
 
 
 @dataclass(frozen=True, kw_only=True)
-class JacobianParameters(Parameters):
+class JacobianParameters(KarrasGridParameters):
     denoiser: str = param(choices=DENOISERS, help="trained MLP, the same MLP untrained, or the fitted MoLRG's closed form")
     width: int = param(256, ge=1, help="MLP hidden width")
     depth: int = param(3, ge=1, help="MLP hidden layers")
@@ -319,10 +314,6 @@ class JacobianParameters(Parameters):
     batch_size: int = param(128, ge=1, help="MLP mini-batch")
     lr: float = param(2e-3, gt=0.0, help="Adam learning rate (cosine-decayed)")
     n_samples: int = param(8, ge=1, help="Heun trajectories per trial")
-    n_steps: int = param(18, ge=1, help="levels of the Karras grid (EDM: 18)")
-    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
-    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
-    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
     threshold: float = param(0.99, gt=0.0, lt=1.0, help="energy fraction of the energy rank (paper eq. 46)")
     d: int = param(4, ge=1, le=6, help="dimension of every component of the fitted MoLRG")
     K: int = param(10, ge=1, le=20, help="components of the fitted MoLRG")
@@ -331,8 +322,7 @@ class JacobianParameters(Parameters):
     band_sigma_max: float = param(10.0, gt=0.0, help="upper end of the middle noise band")
 
     def validate(self):
-        if self.sigma_max <= self.sigma_min:
-            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}, got {self.sigma_max}")
+        super().validate()
         if self.band_sigma_max <= self.band_sigma_min:
             raise ValueError(f"band_sigma_max must be > band_sigma_min = {self.band_sigma_min}, got {self.band_sigma_max}")
 
@@ -358,7 +348,7 @@ def run_jacobian(tasks: Sequence[Task]) -> list[dict]:
         nets = {id(t): res.denoiser(e) for e, t in enumerate(trained)}
     cf_tasks = [t for t in tasks if t.params["denoiser"] == "closed_form"]
     model = _fitted_molrg(X, p0, cf_tasks[0].seed) if cf_tasks else None
-    sig = _sigmas(p0)
+    sig = karras_grid(p0)
     rows = []
     for task in tasks:
         p, rng = task.params, task.rng
@@ -454,7 +444,7 @@ JACOBIAN = register(
 
 # =========================================================================== 3. generalization
 @dataclass(frozen=True, kw_only=True)
-class GeneralizationParameters(Parameters):
+class GeneralizationParameters(KarrasGridParameters):
     subset: str = param(choices=tuple(SUBSETS), help="digits trained on: one class (1), two classes (1, 7) or all ten")
     N: int = param(ge=1, le=128, help="training images (drawn from the subset, test images excluded)")
     width: int = param(128, ge=1, help="MLP hidden width")
@@ -464,10 +454,6 @@ class GeneralizationParameters(Parameters):
     lr: float = param(2e-3, gt=0.0, help="Adam learning rate (cosine-decayed)")
     M: int = param(200, ge=1, help="generated images per network")
     n_test: int = param(50, ge=1, le=50, help="held-out images of the subset (the GL denominator)")
-    n_steps: int = param(18, ge=1, help="Heun levels of the Karras grid")
-    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
-    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
-    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
 
 
 def _subset_dimension(subset: str, center: bool = False) -> int:
@@ -497,7 +483,7 @@ def run_generalization(tasks: Sequence[Task]) -> list[dict]:
         prepared.append((task, pool[: int(p["N"])], test, rng))
     p0 = tasks[0].params
     res = _train_mlps([train for _, train, _, _ in prepared], p0, [t.seed for t in tasks])
-    sig = _sigmas(p0)
+    sig = karras_grid(p0)
     # starting noise from each task's own stream, so a row does not depend on the other tasks of its chunk
     x_T = np.stack([rng.standard_normal((int(p0["M"]), prepared[0][1].shape[1])) for *_, rng in prepared]) * float(sig[0])
     with torch.no_grad():
@@ -588,7 +574,7 @@ GENERALIZATION = register(
 
 # =========================================================================== 4. semantic editing
 @dataclass(frozen=True, kw_only=True)
-class EditingParameters(Parameters):
+class EditingParameters(KarrasGridParameters):
     edit_step: int = param(ge=1, help="index of the Karras level where the edit is made (18 levels: 8 is sigma = 3.26)")
     direction_kind: str = param(choices=("singular", "random"),
                                 help="edit along the Jacobian's singular vectors, or (mechanism off) along random ones")
@@ -602,13 +588,11 @@ class EditingParameters(Parameters):
     n_random: int = param(3, ge=1, le=8, help="random unit directions (the reference)")
     max_strength: float = param(4.0, gt=0.0, help="largest |strength| (step along a unit direction)")
     n_strengths: int = param(7, ge=3, le=15, help="strengths, evenly spaced in [-max_strength, max_strength]")
-    n_steps: int = param(18, ge=2, help="Heun levels of the Karras grid")
-    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
-    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
-    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
+    n_steps: int = param(18, ge=2, help="Heun levels of the Karras grid (at least 2: one edit step and the rest)")
     n_show: int = param(1, ge=0, help="trials whose edited images are stored (column 'images', for the figure)")
 
     def validate(self):
+        super().validate()
         if self.edit_step >= self.n_steps:
             raise ValueError(f"edit_step must be < n_steps = {self.n_steps}, got {self.edit_step}")
         if self.n_strengths % 2 == 0:
@@ -632,7 +616,7 @@ def run_editing(tasks: Sequence[Task]) -> list[dict]:
     data = load_digits()
     p0 = tasks[0].params
     den = _train_mlps([data.X], p0, [int(p0["network_seed"])]).denoiser(0)
-    sig = _sigmas(p0)
+    sig = karras_grid(p0)
     lam = torch.as_tensor(_edit_strengths(p0), dtype=torch.float32)
     nz = lam != 0
     rows = []

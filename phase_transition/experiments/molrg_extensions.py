@@ -47,17 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from ..params import Parameters, param
+from ..params import param
 from ..registry import Experiment, Task, register
+from ._karras import KarrasGridParameters, karras_grid
 
 DENOISERS = ("closed_form", "softmax_dae", "mlp", "empirical")
 RANKS = ("energy", "threshold")
-
-
-def _sigmas(p):
-    from molrg.schedules import karras_sigmas
-
-    return karras_sigmas(int(p["n_steps"]), float(p["sigma_min"]), float(p["sigma_max"]), float(p["rho"]), append_zero=True)
 
 
 def _stream(task: Task, purpose: int) -> np.random.SeedSequence:
@@ -93,17 +88,13 @@ def _mid_band(sigma, p) -> np.ndarray:
 
 # =========================================================================== Jacobian rank
 @dataclass(frozen=True, kw_only=True)
-class JacobianParameters(Parameters):
+class JacobianParameters(KarrasGridParameters):
     denoiser: str = param(choices=DENOISERS, help="the denoiser whose Jacobian is taken")
     n: int = param(48, ge=2, help="ambient dimension (authors: 48)")
     K: int = param(2, ge=1, help="number of subspaces (authors: 2)")
     d: int = param(7, ge=1, help="subspace dimension (authors: 7)")
     N: int = param(700, ge=1, help="training samples of the trained denoisers (authors: 700)")
     n_samples: int = param(15, ge=1, help="trajectories (authors: 15)")
-    n_steps: int = param(18, ge=1, help="Heun levels of the EDM Karras grid (authors: 18)")
-    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
-    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
-    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
     threshold: float = param(0.99, gt=0.0, lt=1.0, help="energy fraction of the energy rank (eq. 46)")
     rtol: float = param(1e-3, gt=0.0, lt=1.0, help="relative threshold of the threshold rank")
     mid_snr_low: float = param(0.2, gt=0.0, help="lower end of the middle SNR band (SNR = 1/sigma)")
@@ -116,11 +107,10 @@ class JacobianParameters(Parameters):
     mlp_lr: float = param(1e-2, gt=0.0, help="MLP Adam learning rate (decayed to 5% by a cosine)")
 
     def validate(self):
+        super().validate()
         from molrg.utils import check_int
 
         check_int("K * d", self.K * self.d, high=self.n)
-        if self.sigma_max <= self.sigma_min:
-            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}, got {self.sigma_max}")
         if self.mid_snr_high <= self.mid_snr_low:
             raise ValueError(f"mid_snr_high must be > mid_snr_low = {self.mid_snr_low}, got {self.mid_snr_high}")
 
@@ -182,7 +172,7 @@ def _trajectory(den, x_T, p, dtype):
 
     from molrg.jacobian import rank_along_trajectory
 
-    return rank_along_trajectory(den, torch.as_tensor(x_T, dtype=dtype), sigmas=_sigmas(p),
+    return rank_along_trajectory(den, torch.as_tensor(x_T, dtype=dtype), sigmas=karras_grid(p),
                                  threshold=float(p["threshold"]), rtol=float(p["rtol"]))
 
 

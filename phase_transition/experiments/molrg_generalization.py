@@ -36,13 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from ..params import Parameters, param
+from ..params import param
 from ..registry import Experiment, Task, register
-from .molrg_extensions import _ok, _sigmas, _stream
+from ._karras import KarrasGridParameters, karras_grid
+from .molrg_extensions import _ok, _stream
 
 
 @dataclass(frozen=True, kw_only=True)
-class GeneralizationParameters(Parameters):
+class GeneralizationParameters(KarrasGridParameters):
     d: int = param(ge=1, help="subspace dimension")
     N: int = param(ge=1, help="training samples")
     n: int = param(16, ge=2, help="ambient dimension")
@@ -55,18 +56,13 @@ class GeneralizationParameters(Parameters):
     steps: int = param(750, ge=1, help="Adam steps")
     batch_size: int = param(256, ge=1, help="mini-batch size")
     lr: float = param(2e-2, gt=0.0, help="Adam learning rate (cosine-decayed to 5% of it)")
-    n_steps: int = param(18, ge=1, help="Heun levels of the sampler")
-    sigma_min: float = param(0.002, gt=0.0, help="smallest noise level")
-    sigma_max: float = param(80.0, gt=0.0, help="largest noise level")
-    rho: float = param(7.0, gt=0.0, help="Karras grid exponent")
     references: bool = param(True, help="also score the closed-form and empirical denoisers")
 
     def validate(self):
+        super().validate()
         from molrg.utils import check_int
 
         check_int("K * d", self.K * self.d, high=self.n)
-        if self.sigma_max <= self.sigma_min:
-            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}, got {self.sigma_max}")
 
 
 # The quick configuration keeps the former slower schedule (learning rate 2e-3): at 2e-2 the MLP
@@ -105,7 +101,7 @@ def run_generalization(tasks: Sequence[Task]) -> list[dict]:
     for task in tasks[1:]:
         if any(task.params[k] != p0[k] for k in ("n", "width", "depth", "steps", "batch_size", "lr", "M")):
             raise ValueError("the tasks of one chunk must share n, width, depth, steps, batch_size, lr and M")
-    sig = _sigmas(p0)
+    sig = karras_grid(p0)
     res = train_mlp_denoiser(
         [X for _, _, _, X, _ in prepared],
         width=int(p0["width"]),
