@@ -116,6 +116,26 @@ def test_wasserstein_is_exact():
         cir_wasserstein([])
 
 
+def test_wasserstein_equals_the_quantile_cell_formula():
+    """The fast form (quantiles on the grid only) against the cell formula with the Gamma quantile
+    evaluated everywhere (scipy.stats), for several sizes, shifts and a law other than the default."""
+    def direct(x, a, b, sigma):
+        x = np.sort(np.ravel(x))
+        k, theta = 2 * a * b / sigma**2, sigma**2 / (2 * a)
+        law, upper = stats.gamma(k, scale=theta), stats.gamma(k + 1, scale=theta)
+        M = lambda u: k * theta * upper.cdf(law.ppf(u))  # noqa: E731
+        n = x.size
+        u0, u1 = np.arange(n) / n, np.arange(1, n + 1) / n
+        us = np.clip(law.cdf(x), u0, u1)
+        return np.sum(np.maximum(x * (2 * us - u0 - u1) - 2 * M(us) + M(u0) + M(u1), 0.0))
+
+    rng = np.random.default_rng(3)
+    for n, shift, params in ((1, 0.0, (A, B, SIGMA)), (7, -0.3, (A, B, SIGMA)), (500, 0.02, (A, B, SIGMA)),
+                             (2000, 0.0, (1.5, 0.7, 0.9)), (300, -2.0, (A, B, SIGMA))):
+        x = stats.gamma(4.0, scale=0.25).rvs(n, random_state=rng) + shift
+        assert_allclose(cir_wasserstein(x, *params), direct(x, *params), rtol=1e-10, atol=1e-14)
+
+
 def test_autocorrelation_of_independent_series_and_errors():
     rng = np.random.default_rng(9)
     Z = rng.standard_normal((2000, 32))
