@@ -16,12 +16,14 @@ Kernels (private, clean input; every loop runs over diagonals or over blocks of
 
 * :func:`band_inverse`: the band of ``A^{-1}`` (which is dense) up to a
   requested half-width ``R``, exact up to rounding, by selected inversion of the
-  block-tridiagonal form of ``A`` (blocks of ``m = max(u, R)`` rows):
-  ``S_0 = A_00``, ``S_{k+1} = A_{k+1,k+1} - A_{k+1,k} S_k^{-1} A_{k,k+1}`` forwards, then
-  ``Z_{k+1,k} = -Z_{k+1,k+1} A_{k+1,k} S_k^{-1}`` and
-  ``Z_{kk} = S_k^{-1} - (A_{k+1,k} S_k^{-1})^T Z_{k+1,k}`` backwards (the Schur
-  complements of an SPD matrix are SPD, so this is as stable as Cholesky).
-  Time ``O(d m^2)``, memory ``O(d m)``.
+  block-tridiagonal form of ``A`` (blocks of ``m = max(u, R)`` rows).  LAPACK's
+  banded Cholesky ``A = L L^T`` (``pbtrf``, :func:`scipy.linalg.cholesky_banded`)
+  gives the Schur complements ``S_k = L_kk L_kk^T`` at once; with
+  ``W_k = L_{k+1,k} L_kk^{-1} = A_{k+1,k} S_k^{-1}`` (nonzero in its first ``u`` rows only),
+  ``Z_kk = S_k^{-1} + W_k^T Z_{k+1,k+1} W_k`` and ``Z_{k+1,k} = -Z_{k+1,k+1} W_k``
+  backwards.  Only the ``u x u`` corners ``Z_kk[:u, :u]`` are a sequential
+  recurrence; every ``m x m`` product is batched over a segment of blocks.
+  Time ``O(d m^2)``, memory ``O(d R)``.
 * :func:`band_product`: the band of ``A B`` up to half-width ``R`` for two
   symmetric banded matrices whose product is symmetric (they commute, as ``P_0``
   and ``(e I + (1 - e) P_0)^{-1}`` do): ``O(d R (u_A + u_B))``.
@@ -43,8 +45,10 @@ __all__ = ["BandedMatrix", "as_banded", "band_inverse", "band_product", "band_wi
 
 #: memory (in float64 entries) one call of the block kernels may hold per batch chunk
 _CHUNK_ENTRIES = 2**23
+#: float64 entries of one segment of blocks (n_matrices x blocks x m x m) in :func:`band_inverse` (cache sized)
+_SEGMENT_ENTRIES = 2**18
 #: smallest block size of :func:`band_inverse` (fewer, larger blocks amortize numpy's per-call cost)
-_MIN_BLOCK = 16
+_MIN_BLOCK = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,13 +295,14 @@ def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
     """Band ``|i - j| <= R`` of ``A^{-1}`` for a symmetric positive definite banded ``A`` (batched).
 
     Kernel (clean input).  Selected inversion of the block-tridiagonal form with
-    blocks of ``m = max(u, R, 16)`` rows (see the module docstring); the batch is
-    processed in chunks so that one chunk holds about ``2^23 / (d m)`` matrices (a few hundred MB at most).
+    blocks of ``m = max(u, R, 8)`` rows from the banded Cholesky factor (see the
+    module docstring); the blocks are processed in cache-sized segments, the batch
+    in chunks so that one chunk holds about ``2^23 / (d m)`` matrices.
 
     Raises
     ------
     numpy.linalg.LinAlgError
-        When a Schur complement is not positive definite (``A`` is not SPD).
+        When ``A`` is not positive definite (its banded Cholesky factorization fails).
     """
     R = min(int(half_width), A.d - 1)
     data = A.data if A.batch_shape else A.data[None]
@@ -311,44 +316,79 @@ def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
 
 def _band_inverse_kernel(data: np.ndarray, R: int, m: int) -> np.ndarray:
     n, d = data.shape[0], data.shape[-1]
+    ub = data.shape[1] - 1  # stored half-width of A (and of its Cholesky factor)
+    u = max(ub, 1)
     nb = -(-d // m)
     D = nb * m
-    pad = np.zeros((n, data.shape[1], D))
-    pad[..., :d] = data
-    pad[:, 0, d:] = 1.0  # identity on the padding: decoupled, the inverse of the real block is unchanged
-    a = np.arange(m)
-    base = (np.arange(nb) * m)[:, None, None]
-    # block axis first, so that each step reads contiguous (n, m, m) stacks
-    diag_blocks = np.ascontiguousarray(np.moveaxis(_gather(pad, base + a[:, None], base + a[None, :]), 1, 0))
-    # A_{k+1,k} is zero outside its top-right u x u corner: the Schur updates touch u x u blocks only
-    u = max(data.shape[1] - 1, 1)
-    Ec = np.ascontiguousarray(np.moveaxis(_gather(pad, base[:-1] + m + a[:u, None], base[:-1] + a[None, m - u :]), 1, 0))
-    G = np.empty_like(diag_blocks)  # S_k^{-1}, shape (nb, n, m, m)
-    for k in range(nb):
-        S = diag_blocks[k]
-        if k:
-            E = Ec[k - 1]
-            S = S.copy()
-            S[:, :u, :u] -= E @ G[k - 1, :, m - u :, m - u :] @ np.swapaxes(E, -1, -2)
-        G[k] = np.linalg.inv(S)
-    Zd = diag_blocks  # overwritten in place from the last block backwards: Z_kk
-    Zo = np.empty((max(nb - 1, 1), n, m, m))  # Z_{k+1,k}
-    Zd[nb - 1] = G[nb - 1]
-    for k in range(nb - 2, -1, -1):
-        Y = Ec[k] @ G[k, :, m - u :, :]  # the nonzero rows (first u) of A_{k+1,k} S_k^{-1}
-        Zo[k] = -Zd[k + 1, :, :, :u] @ Y
-        Zk = G[k] - np.swapaxes(Y, -1, -2) @ Zo[k, :, :u, :]
-        Zd[k] = 0.5 * (Zk + np.swapaxes(Zk, -1, -2))
-    # gather the band: entry (j + o, j) sits in Zd[block(j)] or, across blocks, in Zo[block(j)]
-    out = np.zeros((n, R + 1, d))
-    j = np.arange(d)
-    bj, aj = j // m, j % m
-    for o in range(R + 1):
-        p = j + o
-        ok = p < d
-        bp, ap = np.minimum(p, D - 1) // m, np.minimum(p, D - 1) % m
-        same = bp == bj
-        v_same = Zd[bj, :, ap, aj].T
-        v_cross = Zo[np.minimum(bj, max(nb - 2, 0)), :, ap, aj].T
-        out[:, o] = np.where(ok, np.where(same, v_same, v_cross), 0.0)
+    # A = L L^T by LAPACK's banded Cholesky (pbtrf), padded with the identity (decoupled: the inverse
+    # of the real block is unchanged); S_k = L_kk L_kk^T are the Schur complements of the block form
+    Lr = np.empty((n, ub + 1, D))
+    pad = np.zeros((ub + 1, D))
+    pad[0, d:] = 1.0
+    for s in range(n):
+        pad[:, :d] = data[s]
+        Lr[s] = scipy.linalg.cholesky_banded(pad, lower=True, check_finite=False)
+    Lb = Lr.reshape(n, ub + 1, nb, m)  # Lb[:, o, k, c] = L[k m + c + o, k m + c]
+    out = np.zeros((n, R + 1, D))
+    ob = out.reshape(n, R + 1, nb, m)
+    # blocks in segments (cache-sized), from the last one backwards: a segment needs only the corner
+    # Z_{e,e}[:R, :u] of the block e after it (X_next = its top-left u x u corner)
+    seg = max(1, _SEGMENT_ENTRIES // (n * m * m))
+    X_next = np.zeros((n, u, u))
+    Z_next = np.zeros((n, R, u))
+    for e in range(nb, 0, -seg):
+        s = max(0, e - seg)
+        Linv, W = _block_pieces(Lb[:, :, s:e], u, nb - s)
+        G = np.swapaxes(Linv, -1, -2) @ Linv  # S_k^{-1} = L_kk^{-T} L_kk^{-1}
+        # Z_kk = S_k^{-1} + W_k^T Z_{k+1,k+1} W_k: only the u x u corners X_k = Z_kk[:u, :u] are sequential
+        Wc = np.ascontiguousarray(np.moveaxis(W[..., :u], 1, 0))  # (e - s, n, u, u)
+        WcT = np.swapaxes(Wc, -1, -2).copy()
+        X = np.empty((e - s + 1, n, u, u))
+        X[:-1] = np.moveaxis(G[:, :, :u, :u], 1, 0)
+        X[-1] = X_next
+        for k in range(e - s - 1, -1, -1):
+            X[k] += WcT[k] @ X[k + 1] @ Wc[k]
+        Zd = G + np.swapaxes(W, -1, -2) @ (np.moveaxis(X[1:], 0, 1) @ W)
+        Zd = 0.5 * (Zd + np.swapaxes(Zd, -1, -2))
+        # the band: entry (k m + c + o, k m + c) sits in Zd[k] (c + o < m) or, for c + o >= m, in
+        # Z_{k+1,k} = -Z_{k+1,k+1}[:, :u] W_k (only its first o <= R rows are needed)
+        for o in range(R + 1):
+            ob[:, o, s:e, : m - o] = np.diagonal(Zd, -o, axis1=-2, axis2=-1)
+        if R > 0:
+            Zn = np.concatenate([Zd[:, 1:, :R, :u], Z_next[:, None]], axis=1)
+            Zo = Zn @ W  # -Z_{k+1,k}[:R], (n, e - s, R, m)
+            for o in range(1, R + 1):
+                ob[:, o, s:e, m - o :] = -np.diagonal(Zo[:, :, :o], m - o, axis1=-2, axis2=-1)
+            Z_next = Zd[:, 0, :R, :u].copy()
+        X_next = X[0].copy()
+    out = out[:, :, :d]
+    out[:, _tail_mask(R, d)] = 0.0
     return out
+
+
+def _block_pieces(Lb: np.ndarray, u: int, n_left: int) -> tuple[np.ndarray, np.ndarray]:
+    """``L_kk^{-1}`` and the nonzero rows of ``W_k = L_{k+1,k} L_kk^{-1}`` for a run of blocks (kernel).
+
+    ``Lb[:, o, k, c] = L[k m + c + o, k m + c]`` for the run's blocks; ``n_left`` counts the blocks from
+    the run's first to the matrix's last (the last block has no ``L_{k+1,k}``: ``W = 0``).  Shapes
+    ``(n, n_k, m, m)`` and ``(n, n_k, u, m)``.
+    """
+    n, ub1, nk, m = Lb.shape
+    ub = ub1 - 1
+    # L_kk^{-1} (lower triangular) by forward substitution, row by row for all blocks at once (row axis first)
+    dg = Lb[:, 0]
+    rows = np.zeros((m, n, nk, m))
+    for i in range(m):
+        row = rows[i, ..., : i + 1]
+        row[..., i] = 1.0
+        for o in range(1, min(ub, i) + 1):
+            row[..., : i - o + 1] -= Lb[:, o, :, i - o, None] * rows[i - o, ..., : i - o + 1]
+        row /= dg[..., i, None]
+    Linv = np.moveaxis(rows, 0, 2)
+    # L_{k+1,k} is zero outside its top-right u x u corner Lc_k: Lc_k[p, q] = L[(k+1) m + p, k m + m - u + q]
+    Lc = np.zeros((n, nk, u, u))
+    kc = min(nk, n_left - 1)  # blocks of the run with a successor
+    for p in range(u):
+        for q in range(max(p + u - ub, 0), u):
+            Lc[:, :kc, p, q] = Lb[:, p + u - q, :kc, m - u + q]
+    return Linv, Lc @ Linv[:, :, m - u :, :]

@@ -139,3 +139,26 @@ def test_effective_radius_rejects_bad_matrices():
         effective_radius(np.eye(3), eps=2.0)
     with pytest.raises(ValueError, match="NaN"):
         effective_radius(np.full((2, 2), np.nan))
+
+
+@pytest.mark.parametrize("segment", [2**18, 1, 3 * 8 * 8 * 2])
+@pytest.mark.parametrize("d, b, R", [(1, 0, 0), (2, 1, 1), (7, 0, 3), (37, 1, 0), (61, 3, 5), (200, 4, 21), (90, 12, 3)])
+def test_band_inverse_segments_and_batches_match_dense(monkeypatch, segment, d, b, R):
+    # the blocks are processed in segments (a few blocks at a time when _SEGMENT_ENTRIES is small): the
+    # corners passed between segments, a partial last block and a batch of matrices must not matter
+    import locality.banded
+
+    monkeypatch.setattr(locality.banded, "_SEGMENT_ENTRIES", segment)
+    P = random_banded_precision(d, b, coupling=0.9, random_state=d + b, banded=True)
+    e = np.exp(-2.0 * np.array([0.0, 0.05, 2.0]))[:, None, None]
+    data = (1.0 - e) * P.data[None]
+    data[:, 0, :] += e[:, 0]
+    A = BandedMatrix(data)  # a batch of three: e I + (1 - e) P
+    R = min(R, d - 1)
+    got = band_inverse(A, R).data
+    ref = _band(np.linalg.inv(A.to_dense()), R)
+    assert _rel(got, ref) <= 1e-12
+    for k in range(3):
+        assert_allclose(band_inverse(A[k], R).data, got[k], rtol=1e-13, atol=1e-15)
+    with pytest.raises(np.linalg.LinAlgError):
+        band_inverse(BandedMatrix(-P.data), R)
