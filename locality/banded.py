@@ -243,14 +243,32 @@ def band_windows(A: BandedMatrix, r: int, rows: slice | None = None) -> tuple[np
     outside ``[0, d)`` hold an identity row and column, which leaves the inverse
     of the real block unchanged.  Also returns the validity mask ``(n_i, w)``.
     """
-    d = A.d
+    d, u = A.d, A.half_width
     i = np.arange(d)[rows if rows is not None else slice(None)]
-    pos = i[:, None] + window_offsets(r)[None, :]  # (n_i, w)
+    offs = window_offsets(r)
+    pos = i[:, None] + offs[None, :]  # (n_i, w)
     valid = (pos >= 0) & (pos < d)
-    B = _gather(A.data, pos[:, :, None], pos[:, None, :])
-    eye = np.eye(pos.shape[1], dtype=bool)[None]
-    both = valid[:, :, None] & valid[:, None, :]
-    return np.where(both, B, np.where(eye, 1.0, 0.0)), valid
+    w = offs.size
+    batch = A.batch_shape
+    if i.size == 0:
+        return np.zeros(batch + (0, w, w)), valid
+    # the diagonals 0..2r of A on the columns i0 - r .. i1 + r, padded: 1 on the diagonal and 0 off it
+    # outside [0, d) (the identity rows and columns), 0 beyond the stored band
+    i0, i1 = int(i.min()), int(i.max())
+    span = i1 - i0 + 1 + 2 * r
+    seg = np.zeros(batch + (2 * r + 1, span))
+    c0, lo, hi = i0 - r, max(i0 - r, 0), min(i1 + r + 1, d)
+    k = min(u, 2 * r)
+    seg[..., : k + 1, lo - c0 : hi - c0] = A.data[..., : k + 1, lo:hi]
+    seg[..., 0, : lo - c0] = 1.0
+    seg[..., 0, hi - c0 :] = 1.0
+    # A[i + o_a, i + o_b] = seg[|o_a - o_b|, i - i0 + min(o_a, o_b) + r]: one offset into a sliding view
+    flat = seg.reshape(batch + (-1,))
+    view = np.lib.stride_tricks.as_strided(
+        flat, batch + (i1 - i0 + 1, flat.shape[-1] - (i1 - i0)), flat.strides[:-1] + (flat.strides[-1],) * 2,
+        writeable=False)
+    base = np.abs(offs[:, None] - offs[None, :]) * span + np.minimum(offs[:, None], offs[None, :]) + r
+    return view[..., (i - i0)[:, None, None], base[None]], valid
 
 
 # --------------------------------------------------------------------------- kernels

@@ -162,3 +162,26 @@ def test_band_inverse_segments_and_batches_match_dense(monkeypatch, segment, d, 
         assert_allclose(band_inverse(A[k], R).data, got[k], rtol=1e-13, atol=1e-15)
     with pytest.raises(np.linalg.LinAlgError):
         band_inverse(BandedMatrix(-P.data), R)
+
+
+@pytest.mark.parametrize("d, u, r, rows", [(1, 0, 0, None), (5, 1, 3, None), (30, 4, 2, slice(3, 17)),
+                                           (30, 12, 4, slice(0, 30, 3)), (60, 24, 12, slice(50, 60)), (9, 3, 12, None)])
+def test_band_windows_match_dense_blocks(d, u, r, rows):
+    from locality.banded import band_windows, window_offsets
+
+    P = random_banded_precision(d, u, coupling=0.5, random_state=d + r, banded=True)
+    A = BandedMatrix(np.stack([P.data, 2.0 * P.data]))  # batched
+    got, valid = band_windows(A, r, rows)
+    dense = A.to_dense()
+    i = np.arange(d)[rows if rows is not None else slice(None)]
+    offs = window_offsets(r)
+    assert got.shape == (2, i.size, offs.size, offs.size)
+    for n, row in enumerate(i):
+        pos = row + offs
+        ok = (pos >= 0) & (pos < d)
+        assert np.array_equal(valid[n], ok)
+        ref = np.eye(offs.size)
+        ref[np.ix_(ok, ok)] = dense[0][np.ix_(pos[ok], pos[ok])]
+        assert np.array_equal(got[0, n], ref)
+        ref[np.ix_(ok, ok)] = dense[1][np.ix_(pos[ok], pos[ok])]
+        assert np.array_equal(got[1, n], ref)
