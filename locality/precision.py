@@ -126,10 +126,13 @@ def condition_number(P: Any) -> float:
 
     Dense input: :func:`numpy.linalg.eigvalsh`.  A :class:`~locality.banded.BandedMatrix`
     with ``d <= 2000`` is densified; above, the two extreme eigenvalues come from
-    :func:`scipy.sparse.linalg.eigsh` on the sparse matrix (Lanczos for the
-    largest, shift-invert at 0 with a sparse LU for the smallest): ``O(d b^2)``
-    memory and time, no dense eigendecomposition (agrees with the dense value to
-    about 1e-10 relative; ARPACK tolerance 1e-9: at d = 102 400 already tol 1e-8 agreed with tol 1e-12 to 1e-15 relative, in 0.8x the time).
+    Lanczos runs (:func:`_lanczos_largest`): on ``P`` (banded products) for the
+    largest, on ``P^{-1}`` (solves with LAPACK's banded Cholesky factor, ``pbtrf`` /
+    ``pbtrs``) for the smallest, each stopped when the Ritz residual is below
+    ``1e-12`` of the Ritz value (so each eigenvalue is within ``1e-12`` relative):
+    ``O(d b^2)`` memory and time, no dense eigendecomposition.  Measured at d = 102 400:
+    agrees with ARPACK (``eigsh``, tol 1e-9, shift-invert for the smallest) to 3e-15
+    relative in 0.25x its time; at d = 2000 with the dense value to 5e-14.
 
     Examples
     --------
@@ -141,13 +144,65 @@ def condition_number(P: Any) -> float:
         if P.batch_shape:
             raise ValueError(f"P must be one matrix, got a batch of shape {P.batch_shape}")
         if P.d > DENSE_EIG_MAX_D:
-            A = P.to_sparse().tocsc()
-            hi = scipy.sparse.linalg.eigsh(A, k=1, which="LA", return_eigenvectors=False, tol=1e-9)[0]
-            lo = scipy.sparse.linalg.eigsh(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-9)[0]
-            return float(hi / lo)
+            return _banded_condition_number(P)
         P = P.to_dense()
     lam = np.linalg.eigvalsh(P)
     return float(lam[-1] / lam[0])
+
+
+#: relative Ritz residual at which :func:`_lanczos_largest` stops (a bound on the eigenvalue's relative error)
+LANCZOS_TOL = 1e-12
+
+
+def _banded_condition_number(P: BandedMatrix) -> float:
+    d = P.d
+    hi = _lanczos_largest(P.matvec, d)
+    factor = (scipy.linalg.cholesky_banded(P.data, lower=True, check_finite=False), True)
+    inv_lo = _lanczos_largest(lambda x: scipy.linalg.cho_solve_banded(factor, x, check_finite=False), d)
+    if hi is None or inv_lo is None:  # not converged within the iteration budget: ARPACK
+        A = P.to_sparse().tocsc()
+        hi = scipy.sparse.linalg.eigsh(A, k=1, which="LA", return_eigenvectors=False, tol=1e-12)[0]
+        lo = scipy.sparse.linalg.eigsh(A, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-12)[0]
+        return float(hi / lo)
+    return float(hi * inv_lo)
+
+
+def _lanczos_largest(matvec, d: int, *, tol: float = LANCZOS_TOL, max_iter: int = 3000, check_every: int = 8,
+                     seed: int = 0) -> float | None:
+    """Largest eigenvalue of a symmetric positive definite operator by the Lanczos recurrence (kernel).
+
+    Three-term recurrence without reorthogonalization (loss of orthogonality only
+    duplicates converged Ritz values; the extreme one still converges) from a fixed
+    random start (``seed``: the same operator gives the same value).  Every
+    ``check_every`` steps the largest eigenvalue ``theta`` of the tridiagonal
+    matrix and its residual ``|beta_k s_k|`` (last component of its eigenvector)
+    are computed; it stops when ``|beta_k s_k| <= tol theta`` (an eigenvalue lies
+    within that distance of ``theta``).  Returns None when ``max_iter`` steps
+    did not converge.
+    """
+    q = np.random.default_rng(seed).standard_normal(d)
+    q /= np.linalg.norm(q)
+    q_prev = np.zeros(d)
+    alpha: list[float] = []
+    beta: list[float] = []
+    b = 0.0
+    for k in range(min(max_iter, d)):
+        w = matvec(q)
+        if k:
+            w -= b * q_prev
+        a = float(q @ w)
+        w -= a * q
+        alpha.append(a)
+        b = float(np.linalg.norm(w))
+        exhausted = b == 0.0 or k + 1 == d  # an invariant subspace: theta is exact
+        if exhausted or (k + 1) % check_every == 0:
+            lam, s = scipy.linalg.eigh_tridiagonal(np.array(alpha), np.array(beta), select="i", select_range=(k, k))
+            theta = float(lam[0])
+            if exhausted or b * abs(s[-1, 0]) <= tol * abs(theta):
+                return theta
+        beta.append(b)
+        q_prev, q = q, w / b
+    return None
 
 
 # --------------------------------------------------------------------------- generators

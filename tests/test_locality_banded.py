@@ -103,15 +103,35 @@ def test_localization_errors_match_dense(d, b, t):
     assert res.to_frame().shape == (len(radii) * d, 4)
 
 
-def test_condition_number_sparse_path_and_coupling_bound(monkeypatch):
-    # above DENSE_EIG_MAX_D (2000) kappa comes from eigsh; lowered here to test that path at a small d
+@pytest.mark.parametrize("d, b, c", [(600, 4, 0.9), (700, 1, 0.5), (500, 0, 0.0), (900, 2, 0.99)])
+def test_condition_number_sparse_path_and_coupling_bound(monkeypatch, d, b, c):
+    # above DENSE_EIG_MAX_D (2000) kappa comes from Lanczos runs; lowered here to test that path at a small d
     import locality.precision
 
     monkeypatch.setattr(locality.precision, "DENSE_EIG_MAX_D", 100)
-    P = random_banded_precision(600, 4, coupling=0.9, random_state=0, banded=True)
+    P = random_banded_precision(d, b, coupling=c, random_state=d, banded=True)
     dense = np.linalg.eigvalsh(P.to_dense())
-    assert condition_number(P) == pytest.approx(dense[-1] / dense[0], rel=1e-8)
-    assert condition_number(P) <= (3.0 * 1.9 / 0.1) ** 2
+    assert condition_number(P) == pytest.approx(dense[-1] / dense[0], rel=1e-11)
+    assert condition_number(P) <= (3.0 * (1 + c) / (1 - c)) ** 2
+
+
+def test_lanczos_extreme_eigenvalues_and_fallback(monkeypatch):
+    import locality.precision
+    from locality.precision import _lanczos_largest
+
+    rng = np.random.default_rng(5)
+    lam = np.sort(rng.uniform(1.0, 50.0, 300))
+    Q = np.linalg.qr(rng.standard_normal((300, 300)))[0]
+    M = (Q * lam) @ Q.T
+    assert _lanczos_largest(lambda x: M @ x, 300) == pytest.approx(lam[-1], rel=1e-12)
+    assert _lanczos_largest(lambda x: M @ x, 300, max_iter=3) is None
+    assert _lanczos_largest(lambda x: 2.0 * x, 50) == pytest.approx(2.0, rel=1e-15)  # invariant at once
+    # no convergence within the budget: ARPACK answers
+    monkeypatch.setattr(locality.precision, "DENSE_EIG_MAX_D", 100)
+    monkeypatch.setattr(locality.precision, "_lanczos_largest", lambda *a, **k: None)
+    P = random_banded_precision(400, 2, coupling=0.5, random_state=1, banded=True)
+    dense = np.linalg.eigvalsh(P.to_dense())
+    assert condition_number(P) == pytest.approx(dense[-1] / dense[0], rel=1e-10)
 
 
 @pytest.mark.slow
