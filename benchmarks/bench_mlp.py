@@ -7,9 +7,16 @@ processes distorts less than wall time) for the MLP ensembles of molrg-generaliz
 * forward + backward: stacked weights with ``torch.baddbmm`` against
   ``torch.func.functional_call`` + ``vmap`` over per-network parameters, and a plain
   loop over E separate networks;
-* the optimizer step: Adam ``fused=True``, ``foreach=True`` and the single-tensor loop.
+* the optimizer step: Adam ``fused=True``, ``foreach=True`` and the single-tensor loop;
+* a whole training step (forward, backward, Adam): autograd on the per-network leaves +
+  fused Adam (what :func:`molrg.mlp.train_mlp_denoiser` did before) against
+  :class:`molrg.nn.StackedTrainer` (hand-written backward through numpy's BLAS, one fused
+  Adam call on the stacked buffer), alternated ``--repeats`` times (the minimum and the
+  median of the per-step times: other processes on a shared machine distort single runs).
 
-Usage: ``python benchmarks/bench_mlp.py [--models 24] [--n 8] [--steps 30] [--quick]``.
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_mlp.py [--models 24] [--n 8] [--width 256]
+[--batch 256] [--steps 30] [--repeats 5] [--quick]`` (molrg-generalization's chunks: ``--models 16
+--n 16 --width 128``).
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ import argparse
 import copy
 import time
 
+import numpy as np
 import torch
 
-from molrg.nn import BatchedMLP, batched_adam
+from molrg.nn import BatchedMLP, StackedTrainer, batched_adam
 
 
 def _per_step(fn, steps):
@@ -38,10 +46,12 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--quick", action="store_true", help="8 networks, 5 steps")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="8 networks, 5 steps, 2 repeats")
     a = ap.parse_args(argv)
+    torch.set_num_threads(1)
     if a.quick:
-        a.models, a.steps = 8, 5
+        a.models, a.steps, a.repeats = 8, 5, 2
     E, n_in = a.models, a.n + 17
     net = BatchedMLP(n_in, a.n, n_models=E, width=a.width, depth=3, random_state=0)
     x = torch.randn(E, a.batch, n_in)
@@ -92,6 +102,32 @@ def main(argv=None):
     print("Adam step on the stacked parameters (CPU s per step):")
     for method, t in times.items():
         print(f"  {method:8s}  {t * 1e3:8.2f} ms   ({t / times['fused']:.2f}x fused)")
+
+    # a whole training step: autograd + fused Adam on the leaves against StackedTrainer
+    auto_net = copy.deepcopy(net)
+    auto_opt = batched_adam(auto_net.parameters(), 1e-3, method="fused")
+
+    def step_autograd():
+        auto_opt.zero_grad(set_to_none=True)
+        ((auto_net(x) - y) ** 2).mean(dim=(1, 2)).sum().backward()
+        auto_opt.step()
+
+    trainer = StackedTrainer(copy.deepcopy(net), 1e-3)
+
+    def step_stacked():
+        with torch.no_grad():
+            trainer.loss_and_grad(x, y)
+            trainer.step()
+
+    res = {"autograd + fused Adam": [], "StackedTrainer": []}
+    for _ in range(a.repeats):
+        res["autograd + fused Adam"].append(_per_step(step_autograd, a.steps))
+        res["StackedTrainer"].append(_per_step(step_stacked, a.steps))
+    base = np.median(res["autograd + fused Adam"])
+    print(f"training step (CPU s per step, min and median of {a.repeats} alternated runs):")
+    for name, ts in res.items():
+        print(f"  {name:22s} min {min(ts) * 1e3:8.2f} ms  median {np.median(ts) * 1e3:8.2f} ms   "
+              f"({base / np.median(ts):.2f}x)")
 
 
 if __name__ == "__main__":

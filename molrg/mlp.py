@@ -20,8 +20,9 @@ Training minimizes the denoising loss (SPEC A5) with EDM's weighting
 by Adam with a cosine-decayed learning rate.
 
 Several independent networks train at once (``n_models = E``): they are one
-:class:`molrg.nn.BatchedMLP` (batched matrix products, one fused Adam step for
-all), and each network has its own random stream for its initialization, its
+:class:`molrg.nn.BatchedMLP`, trained by :class:`molrg.nn.StackedTrainer` (a
+hand-written backward as batched matrix products, one fused Adam step for all),
+and each network has its own random stream for its initialization, its
 mini-batches, noise levels and noise (:class:`molrg.nn.NetworkStreams`), so a
 network's result depends on its own seed only, never on which networks share the
 batch (pass ``random_state`` as one seed per training set).  With ``E > 1``
@@ -46,7 +47,7 @@ from ._validation import (
     is_torch,
     problem_generators,
 )
-from .nn import BatchedMLP, NetworkStreams, batched_adam, cosine_schedule
+from .nn import BatchedMLP, NetworkStreams, StackedTrainer, cosine_factor
 
 __all__ = ["MLPDenoiser", "train_mlp_denoiser", "MLPTrainingResult", "edm_preconditioning"]
 
@@ -394,34 +395,28 @@ def train_mlp_denoiser(
     data = torch.zeros((E, int(N_e.max()), n), dtype=dtype, device=device)
     for e, S in enumerate(sets):
         data[e, : S.shape[0]] = torch.as_tensor(S, dtype=dtype, device=device)
-    params = list(model.parameters())
-    per_net = [list(layer) for layer in model.net.layers]
-    opt = batched_adam(params, lr)
-    sched = cosine_schedule(opt, steps, lr_min_ratio)
+    trainer = StackedTrainer(model.net, lr)  # hand-written backward and Adam on stacked weights (molrg.nn)
     losses = np.empty((steps, E))
     grad_norms = np.empty((steps, E)) if track_grad_norm else None
     snapshots = [(0, _frozen_copy(model))] if snaps and snaps[0] == 0 else []
     rows = torch.arange(E, device=device)[:, None]
     sd = model.sigma_data.reshape(-1, 1, 1)
-    for step in range(steps):
-        x0 = data[rows, streams.randint(N_e, batch_size)]
-        sigma = torch.exp(p_mean + p_std * streams.randn((batch_size, 1)))
-        x = x0 + sigma * streams.randn((batch_size, n))
-        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, sd)
-        target = (x0 - c_skip * x) / c_out
-        per_model = ((model.raw(c_in * x, c_noise) - target) ** 2).mean(dim=(1, 2))
-        opt.zero_grad(set_to_none=True)
-        per_model.sum().backward()
-        if grad_norms is not None:
-            with torch.no_grad():
-                grad_norms[step] = [
-                    float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in ps))) for ps in per_net
-                ]
-        opt.step()
-        sched.step()
-        losses[step] = per_model.detach().cpu().numpy()
-        if snaps and step + 1 in snaps:
-            snapshots.append((step + 1, _frozen_copy(model)))
+    with torch.no_grad():
+        for step in range(steps):
+            x0 = data[rows, streams.randint(N_e, batch_size)]
+            sigma = torch.exp(p_mean + p_std * streams.randn((batch_size, 1)))
+            x = x0 + sigma * streams.randn((batch_size, n))
+            c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, sd)
+            target = (x0 - c_skip * x) / c_out
+            per_model = trainer.loss_and_grad(model._features(c_in * x, c_noise), target)
+            if grad_norms is not None:
+                grad_norms[step] = trainer.grad_norms().cpu().numpy()
+            trainer.step(cosine_factor(step, steps, lr_min_ratio))
+            losses[step] = per_model.cpu().numpy()
+            if snaps and step + 1 in snaps:
+                trainer.write_back()
+                snapshots.append((step + 1, _frozen_copy(model)))
+    trainer.write_back()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from molrg.nn import BatchedMLP, NetworkStreams, batched_adam, cosine_schedule, network_generators
+from molrg.nn import (
+    BatchedMLP,
+    NetworkStreams,
+    StackedTrainer,
+    batched_adam,
+    cosine_factor,
+    cosine_schedule,
+    network_generators,
+)
 
 
 def _train(seeds, widths, steps=30, method="auto"):
@@ -95,3 +103,64 @@ def test_validation():
         batched_adam(net.parameters(), 1e-3, method="sgd")
     with pytest.raises(ValueError, match="lr must be finite"):
         batched_adam(net.parameters(), 0.0)
+
+
+# --------------------------------------------------------------------------- StackedTrainer (hand-written backward)
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "gelu"])
+def test_stacked_gradients_match_autograd(activation):
+    net = BatchedMLP([5, 3, 5], 4, n_models=3, width=16, depth=3, activation=activation, random_state=[1, 2, 3])
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 5, generator=g)
+    x[1, :, 3:] = 0
+    y = torch.randn(3, 7, 4, generator=g)
+    trainer = StackedTrainer(net, 1e-2)
+    trainer.group = 2  # networks in two groups: the same gradients
+    with torch.no_grad():
+        loss = trainer.loss_and_grad(x, y)
+    ref = ((net(x) - y) ** 2).mean(dim=(1, 2))
+    ref.sum().backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-6, atol=0)
+    for b, plist in enumerate(net.layers):
+        for i, p in enumerate(plist):
+            got = trainer.grads[i][b][: p.shape[0]]
+            torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-7)
+    assert torch.all(trainer.grads[0][1, 3:] == 0)  # padding rows get no gradient
+    norms = trainer.grad_norms()
+    expect = [torch.sqrt(sum((p.grad.double() ** 2).sum() for p in plist)) for plist in net.layers]
+    torch.testing.assert_close(norms, torch.stack(expect), rtol=1e-5, atol=0)
+
+
+def _train_stacked(seeds, widths, steps=30):
+    """As :func:`_train`, with :class:`StackedTrainer` (hand-written backward, fused Adam on the stacks)."""
+    B = len(seeds)
+    net = BatchedMLP(widths, 2, n_models=B, width=32, depth=2, random_state=seeds)
+    streams = NetworkStreams([s + 1000 for s in seeds], B, block=8)
+    trainer = StackedTrainer(net, 1e-2)
+    mask = torch.arange(net.in_features)[None, :] < torch.as_tensor(net.in_widths)[:, None]
+    with torch.no_grad():
+        for k in range(steps):
+            x = streams.randn((16, 5))[..., : net.in_features] * mask[:, None, :]
+            y = torch.stack([x[..., :1].sin(), x[..., 1:2] ** 2], -1)[..., 0]
+            trainer.loss_and_grad(x, y)
+            trainer.step(cosine_factor(k, steps))
+    return trainer.write_back()
+
+
+def test_stacked_training_matches_torch_adam():
+    """Independent check: autograd + torch.optim.Adam (foreach) + the LambdaLR cosine schedule."""
+    ours = _train_stacked([5, 7], [4, 4])
+    ref = _train([5, 7], [4, 4], method="foreach")
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_stacked_training_does_not_depend_on_its_batch():
+    alone = _train_stacked([7], [4])
+    batch = _train_stacked([5, 7, 9], [4, 4, 4])
+    for p, q in zip(batch.layers[1], alone.layers[0]):  # bit for bit
+        assert torch.equal(p, q)
+    mixed = _train_stacked([5, 7], [3, 5])
+    narrow = _train_stacked([5], [3])
+    for p, q in zip(mixed.layers[0], narrow.layers[0]):  # padded first layer: the stand-alone network
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert mixed.layers[0][0].shape == (3, 32)
