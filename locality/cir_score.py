@@ -293,7 +293,7 @@ class LocalScoreMLP(nn.Module):
             return self._forward(x[None], k if isinstance(k, int) else k[None])[0]
         return self._forward(x, k)
 
-    def _first_layer(self, x, k, pos=None):
+    def _first_layer(self, x, k, pos=None, out=None):
         """First-layer pre-activations ``(B, S * P, H)`` and what the backward pass needs.
 
         ``x`` ``(B, S, L)``, ``k`` ``(B, S)`` or a number; ``pos`` ``(B, S, P)`` integer
@@ -323,7 +323,7 @@ class LocalScoreMLP(nn.Module):
             xs = x if perm is None else x[perm]
             ps = pos if pos is None or perm is None else pos[perm]
             graph = torch.is_grad_enabled()  # autograd: products then one concatenation
-            hw = None if graph else torch.empty(B, R, H, device=x.device, dtype=x.dtype)
+            hw = None if graph else (out[0] if out is not None else torch.empty(B, R, H, device=x.device, dtype=x.dtype))
             parts = []
             for (r, a, b), W in zip(self._groups, self.window_weights):
                 w = windows(xs[a:b], r, None if ps is None else ps[a:b])
@@ -332,7 +332,7 @@ class LocalScoreMLP(nn.Module):
             if graph:
                 hw = parts[0] if len(parts) == 1 else torch.cat(parts)
             if self._inv is not None:
-                hw = hw[self._inv]
+                hw = hw[self._inv] if out is None or graph else torch.index_select(hw, 0, self._inv, out=out[1])
         else:
             r = max(self.radii)
             w = windows(x, r, pos)
@@ -383,28 +383,32 @@ class LocalScoreMLP(nn.Module):
         B, S, L = x.shape
         P = L if pos is None else pos.shape[-1]
         H, R = self.width, S * P
-        silu_backward = torch.ops.aten.silu_backward
+        silu, silu_backward = torch.ops.aten.silu.out, torch.ops.aten.silu_backward.grad_input
+        ws = self._workspace(B, R, x.dtype, x.device)  # the (B, R, H) activations, allocated once
         with torch.no_grad():
-            hw, (feats, wins) = self._first_layer(x, k, pos)
-            pre = [hw]  # pre-activations, layer by layer
-            h = F.silu(hw)
+            bufs = (ws["pre"][0], None) if self._inv is None else (ws["da"], ws["pre"][0])  # (sorted, final)
+            hw, (feats, wins) = self._first_layer(x, k, pos, out=bufs)
+            pre = [hw] + ws["pre"][1:]  # pre-activations, layer by layer
+            h = silu(hw, out=ws["acts"][0])
             acts = [h]
-            for W, bb in zip(self.hidden_weights, self.hidden_biases):
-                pre.append(torch.baddbmm(bb, h, W))
-                h = F.silu(pre[-1])
+            for j, (W, bb) in enumerate(zip(self.hidden_weights, self.hidden_biases), start=1):
+                torch.baddbmm(bb, h, W, out=pre[j])
+                h = silu(pre[j], out=ws["acts"][j])
                 acts.append(h)
             resid = self._output_layer(h).view(B, S, P) - eps
             loss = torch.mean(resid**2, dim=(1, 2))  # (B,): the same operations as the autograd loss
             g = resid.view(B, R, 1) * (2.0 / R)  # d(sum_b loss_b) / d out
-            grads = {self.out_bias: g.sum(1, keepdim=True), self.out_weight: (acts[-1] * g).sum(1)[..., None]}
-            dh = g * self.out_weight.view(B, 1, H)  # (B, R, H): outer product
+            grads = {self.out_bias: g.sum(1, keepdim=True),
+                     self.out_weight: acts[-1].mul_(g).sum(1)[..., None]}  # acts[-1] is not needed after this
+            dh = torch.mul(g, self.out_weight.view(B, 1, H), out=ws["dh"])  # (B, R, H): outer product
+            da = ws["da"]
             for j in range(len(self.hidden_weights) - 1, -1, -1):
-                da = silu_backward(dh, pre[j + 1])
+                silu_backward(dh, pre[j + 1], grad_input=da)
                 W = self.hidden_weights[j]
                 grads[W] = torch.bmm(acts[j].transpose(1, 2), da)
                 grads[self.hidden_biases[j]] = da.sum(1, keepdim=True)
-                dh = torch.bmm(da, W.transpose(1, 2))
-            da = silu_backward(dh, pre[0])  # (B, R, H)
+                dh = torch.bmm(da, W.transpose(1, 2), out=dh)
+            silu_backward(dh, pre[0], grad_input=da)  # (B, R, H)
             dtemb = da.view(B, S, P, H).sum(2)  # (B, S, H)
             grads[self.bias] = dtemb.sum(1, keepdim=True)
             grads[self.time_weight] = torch.bmm(feats.transpose(1, 2), dtemb)
@@ -417,6 +421,20 @@ class LocalScoreMLP(nn.Module):
             for prm, gr in grads.items():
                 prm.grad = gr
         return loss
+
+    def _workspace(self, B: int, R: int, dtype, device) -> dict:
+        """Buffers ``(B, R, H)`` of :meth:`dsm_backward`, kept between calls of the same shape: fresh
+        megabyte-sized temporaries every step are returned to the kernel and faulted back in.
+        """
+        key = (B, R, dtype, str(device))
+        ws = getattr(self, "_ws", None)
+        if ws is None or ws[0] != key:
+            def buf():
+                return torch.empty(B, R, self.width, dtype=dtype, device=device)
+            ws = (key, {"pre": [buf() for _ in range(self.depth)], "acts": [buf() for _ in range(self.depth)],
+                        "dh": buf(), "da": buf()})
+            self._ws = ws
+        return ws[1]
 
     def score(self, x, k, alpha_bars):
         """Score of the noised (standardized) law: ``-eps_hat / sqrt(1 - alpha_bar_k)``."""
