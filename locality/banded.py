@@ -89,6 +89,14 @@ class BandedMatrix:
         data.setflags(write=False)
         object.__setattr__(self, "data", data)
 
+    @classmethod
+    def _trusted(cls, data: np.ndarray) -> BandedMatrix:
+        """Wrap a kernel's output without the checks and the copy (float64, finite, zero tails; kernel use only)."""
+        obj = object.__new__(cls)
+        data.setflags(write=False)
+        object.__setattr__(obj, "data", data)
+        return obj
+
     # ------------------------------------------------------------------ shape
     @property
     def d(self) -> int:
@@ -279,34 +287,26 @@ def band_product(A: BandedMatrix, B: BandedMatrix, half_width: int) -> BandedMat
     ``A B`` is computed, which is the whole band when ``A B`` is symmetric.
     ``(A B)[j + k, j] = sum_l A[j + k, j + l] B[j + l, j]``, ``|l| <= u_B``.
     """
-    d, uB = A.d, B.half_width
+    d, uA, uB = A.d, A.half_width, B.half_width
     R = int(half_width)
     out = np.zeros(np.broadcast_shapes(A.batch_shape, B.batch_shape) + (R + 1, d))
-    # B[j + l, j] and A[j + k, j + l] are diagonals of the band storage shifted by l or k (zero
-    # outside [0, d) and on the stored zero tails): slices, no index arrays
-    b_col = {l: (B.data[..., l, :] if l >= 0 else _shifted(B.data[..., -l, :], l)) for l in range(-uB, uB + 1)}
+    # (A B)[j + k, j] += A[j + k, j + l] B[j + l, j]: A[j + k, j + l] = A.data[|k - l|, j + min(k, l)] and
+    # B[j + l, j] = B.data[l, j] (l >= 0) or B.data[-l, j + l] (l < 0), slices of the band storage
+    # on the columns j in [max(0, -l), d - max(0, min(k, l))) (the zero tails cover the rest)
     for k in range(R + 1):
         acc = out[..., k, :]
         for l in range(-uB, uB + 1):
-            if abs(k - l) > A.half_width:
+            if abs(k - l) > uA:
                 continue
-            a = _shifted(A.data[..., k - l, :], l) if k >= l else _shifted(A.data[..., l - k, :], k)
-            acc += a * b_col[l]
-        acc[..., d - k:] = 0.0
-    return BandedMatrix(out)
-
-
-def _shifted(x: np.ndarray, s: int) -> np.ndarray:
-    """``y[..., j] = x[..., j + s]`` where ``0 <= j + s < d``, else 0 (kernel for :func:`band_product`)."""
-    if s == 0:
-        return x
-    d = x.shape[-1]
-    y = np.zeros_like(x)
-    if s > 0:
-        y[..., : max(d - s, 0)] = x[..., s:]
-    else:
-        y[..., -s:] = x[..., : max(d + s, 0)]
-    return y
+            mn = min(k, l)
+            j0, j1 = max(0, -l), d - max(0, mn)
+            if j1 <= j0:
+                continue
+            a = A.data[..., abs(k - l), j0 + mn : j1 + mn]
+            b = B.data[..., l, j0:j1] if l >= 0 else B.data[..., -l, j0 + l : j1 + l]
+            acc[..., j0:j1] += a * b
+        acc[..., d - k :] = 0.0
+    return BandedMatrix._trusted(out)
 
 
 def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
@@ -329,7 +329,7 @@ def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
     per = A.d * m + 1
     step = max(1, _CHUNK_ENTRIES // per)
     out = np.concatenate([_band_inverse_kernel(data[s : s + step], R, m) for s in range(0, n, step)], axis=0)
-    return BandedMatrix(out if A.batch_shape else out[0])
+    return BandedMatrix._trusted(out if A.batch_shape else out[0])
 
 
 def _band_inverse_kernel(data: np.ndarray, R: int, m: int) -> np.ndarray:

@@ -104,7 +104,7 @@ def _ou_matrices(P0: BandedMatrix, t: np.ndarray) -> BandedMatrix:
     e = np.exp(-2.0 * np.atleast_1d(t))[:, None, None]
     data = (1.0 - e) * P0.data[None]
     data[:, 0, :] += e[:, 0]
-    return BandedMatrix(data)
+    return BandedMatrix._trusted(data)
 
 
 def _ou_precision_band(P0: BandedMatrix, t: np.ndarray, R: int) -> BandedMatrix:
