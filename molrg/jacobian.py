@@ -26,6 +26,11 @@ cotangents with ``vmap``) of either
   (ensembles included) and any per-point ``sigma``;
 * ``method="vmap"``: ``vmap(jacrev(point -> denoise(point[None])[0]))``, one point at
   a time (``sigma`` must then be a scalar; the denoiser must be vmap-compatible).
+
+A denoiser with a ``jacobian(x, scale, sigma)`` method (an MLP member,
+:meth:`molrg.mlp.MLPDenoiser.member`) gives its Jacobian itself under ``"rowsum"``:
+the chain rule written out as batched products, without the ``torch.func``
+transforms (most of the time of a small network's ``jacrev``).
 """
 
 from __future__ import annotations
@@ -95,6 +100,10 @@ def denoiser_jacobian(denoise: Callable, x, scale=1.0, sigma=1.0, *, method: str
 
         J = vmap(jacrev(one))(flat)
         return J.reshape(batch + (n, n))
+
+    explicit = getattr(denoise, "jacobian", None)
+    if callable(explicit):  # a denoiser that writes its Jacobian out (the MLP members of molrg.mlp)
+        return explicit(x, scale, sigma)
 
     def rowsum(z):
         return denoise(z, scale, sigma).reshape(-1, n).sum(0)

@@ -230,6 +230,52 @@ class _Member:
             return out.detach().cpu().numpy()
         return out.to(xt.dtype)
 
+    def jacobian(self, x, scale, sigma):
+        r"""``d D(x / scale, sigma) / d x`` at every point of ``x (..., n)``: ``(..., n, n)``, same dtype as ``x``.
+
+        The chain rule written out, forward mode: with ``u = c_in x / s`` the network's
+        first ``n`` inputs, ``T_0 = W_0[:n]`` and ``T_l = (T_{l-1} \odot \phi'(z_l)) W_l``
+        (one batched product per layer, ``n`` directions per point),
+
+        .. math::
+
+            \frac{\partial D}{\partial x} = \frac1s \big(c_{skip} I + c_{out}\, c_{in}\, T_L^T\big).
+
+        The same products as reverse mode over the ``n`` outputs, without the
+        ``torch.func`` transforms; :func:`molrg.jacobian.denoiser_jacobian` uses it
+        (``tests/test_jacobian.py`` checks it against ``jacrev``).
+        """
+        torch = _torch()
+        from .nn import _activation_backward
+
+        xt = torch.as_tensor(np.asarray(x), dtype=torch.float64) if not is_torch(x) else x
+        n = self.net.n
+        if xt.shape[-1] != n:
+            raise ValueError(f"x must have shape (..., {n}), got {tuple(xt.shape)}")
+        shape = tuple(xt.shape)
+        mlp, e = self.net.net, self.e
+        with torch.no_grad():
+            xf = xt.detach().reshape(-1, n).to(self.net.sigma_data.dtype)
+            s = self.net._per_row(scale, shape[:-1], (xf.shape[0],), xf)
+            sg = self.net._per_row(sigma, shape[:-1], (xf.shape[0],), xf)
+            c_skip, c_out, c_in, c_noise = self.net.preconditioning(sg, e)
+            h = self.net._features(c_in * (xf / s), c_noise)[:, : mlp.in_widths[e]]
+            p = mlp.layers[e]
+            act_grad = _activation_backward(mlp.activation)
+            T = None
+            for i in range(mlp.n_layers):
+                W, b = p[2 * i], p[2 * i + 1]
+                T = W[:n].expand((h.shape[0],) + tuple(W[:n].shape)) if T is None else torch.matmul(T, W)
+                if i < mlp.n_layers - 1:
+                    z = torch.addmm(b, h, W)
+                    h = mlp._act(z)
+                    T = T * act_grad(torch.ones_like(z), z, h)[:, None, :]
+            # T[p, a, b] = dF_b / du_a
+            J = (c_out * c_in)[:, :, None] * T.transpose(1, 2)
+            J = J + torch.diag_embed(c_skip.expand(-1, n))
+            J = J / s[:, :, None]
+        return J.reshape(shape + (n,)).to(xt.dtype)
+
     def __repr__(self):
         return f"MLPDenoiser.member({self.e})"
 
