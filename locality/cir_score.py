@@ -93,6 +93,7 @@ from molrg.sampling import sample_ddpm_discrete
 from .schedule import DDPMSchedule
 
 __all__ = [
+    "FlatAdam",
     "LocalScoreMLP",
     "LocalScoreFit",
     "LocalizedDiffusion",
@@ -148,6 +149,56 @@ class _Streams(NetworkStreams):
         out = buf[0][:, buf[1]]
         buf[1] += 1
         return out
+
+
+class FlatAdam:
+    """Adam (Kingma & Ba; torch's defaults, no weight decay) on ONE flat buffer holding all parameters.
+
+    The parameters become views of one flat float tensor, their ``.grad`` views of one flat
+    gradient (written in place by :meth:`LocalScoreMLP.dsm_backward`, accumulated into by
+    autograd), and a step is a dozen elementwise operations on the whole buffer instead of
+    an optimizer over every tensor.  Each operation rounds once (a product, a sum, a
+    square root or a quotient; no fused multiply-add), so an element's update is the same
+    wherever it sits in the buffer: a network's weights do not depend on its batch, bit for
+    bit.  The update is torch's ``Adam``: ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
+    ``p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`` (tested against
+    :class:`torch.optim.Adam` to rounding).  ``lr`` may be changed between steps.
+    Constructing it imports nothing of :mod:`torch.optim` (whose Adam loads torch's compiler
+    stack, about 1.5 s of CPU on a fresh process).
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        params = list(params)
+        if not params:
+            raise ValueError("params must hold at least one tensor")
+        self.lr, self.betas, self.eps, self.t = float(lr), (float(betas[0]), float(betas[1])), float(eps), 0
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in params])
+            self.grad = torch.zeros_like(self.flat)
+            start = 0
+            for p in params:
+                n = p.numel()
+                p.data = self.flat[start : start + n].view_as(p)
+                p.grad = self.grad[start : start + n].view_as(p)
+                start += n
+        self.m = torch.zeros_like(self.flat)
+        self.v = torch.zeros_like(self.flat)
+        self._tmp = torch.empty_like(self.flat)
+        self._den = torch.empty_like(self.flat)
+        self.params = params
+
+    def zero_grad(self):
+        self.grad.zero_()
+
+    def step(self):
+        b1, b2 = self.betas
+        self.t += 1
+        g, m, v, tmp, den = self.grad, self.m, self.v, self._tmp, self._den
+        with torch.no_grad():
+            m.mul_(b1).add_(torch.mul(g, 1.0 - b1, out=tmp))
+            v.mul_(b2).add_(torch.mul(g, g, out=tmp).mul_(1.0 - b2))
+            torch.sqrt(v, out=den).div_(math.sqrt(1.0 - b2**self.t)).add_(self.eps)
+            self.flat.sub_(torch.div(m, den, out=tmp).mul_(self.lr / (1.0 - b1**self.t)))
 
 
 # --------------------------------------------------------------------------- the network
@@ -419,7 +470,10 @@ class LocalScoreMLP(nn.Module):
             else:
                 grads[self.window_weights[0]] = torch.bmm(wins[0].transpose(1, 2), da) * self.window_mask
             for prm, gr in grads.items():
-                prm.grad = gr
+                if prm.grad is not None and prm.grad.shape == gr.shape:
+                    prm.grad.copy_(gr)  # in place: the gradient may be a view of a flat buffer (FlatAdam)
+                else:
+                    prm.grad = gr
         return loss
 
     def _workspace(self, B: int, R: int, dtype, device) -> dict:
@@ -814,8 +868,11 @@ def train_local_scores(
         Frequencies of the time embedding (see :class:`LocalScoreMLP`).
     first_layer : {"grouped", "padded"}
         Batching of different radii (module docstring); changes no result beyond rounding.
-    optimizer : {"auto", "fused", "foreach", "single"}
-        Form of Adam (:func:`molrg.nn.batched_adam`; ``"auto"``: fused where available).
+    optimizer : {"auto", "flat", "fused", "foreach", "single"}
+        Form of Adam: ``"flat"`` (= ``"auto"``, default) :class:`FlatAdam` on one flat
+        buffer of all parameters; the others torch's :class:`torch.optim.Adam` as
+        :func:`molrg.nn.batched_adam` builds it (with :class:`torch.optim.lr_scheduler.CosineAnnealingLR`).
+        The same updates up to rounding.
     gradient : {"manual", "autograd"}
         How the gradient is computed: the hand-written backward pass of
         :meth:`LocalScoreMLP.dsm_backward` (default, faster) or torch's autograd;
@@ -853,7 +910,7 @@ def train_local_scores(
         positions = check_int("positions", positions, low=1)
     lr = check_real("lr", lr, low=0.0, low_open=True)
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
-    check_choice("optimizer", optimizer, ("auto", "fused", "foreach", "single"))
+    check_choice("optimizer", optimizer, ("auto", "flat", "fused", "foreach", "single"))
     check_choice("gradient", gradient, ("manual", "autograd"))
     schedule = schedule if schedule is not None else DDPMSchedule()
     device = torch.device(device)
@@ -870,8 +927,11 @@ def train_local_scores(
     net = LocalScoreMLP(radii, width=width, depth=depth, n_freqs=n_freqs, T=schedule.T,
                         first_layer=first_layer, random_state=gens, device=device)
     streams = _Streams(gens, B, block=_BLOCK, device=device)
-    opt = batched_adam(net.parameters(), lr, method=optimizer)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine" else None
+    if optimizer in ("auto", "flat"):
+        opt, sched = FlatAdam(net.parameters(), lr), None
+    else:
+        opt = batched_adam(net.parameters(), lr, method=optimizer)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine" else None
     losses = torch.empty(steps, B, device=device)  # kept on the device: no sync per step
     offsets = torch.arange(B, device=device)[:, None] * Z.shape[1]  # row of Z[b, 0] in Z.view(-1, L)
     t0 = time.perf_counter()
@@ -890,8 +950,13 @@ def train_local_scores(
             loss = net.dsm_backward(xk, k, target, pos)  # (B,), gradients written into .grad
         else:
             loss = torch.mean((net._forward(xk, k, pos) - target) ** 2, dim=(1, 2))  # (B,)
-            opt.zero_grad(set_to_none=True)
+            if isinstance(opt, FlatAdam):
+                opt.zero_grad()  # autograd accumulates into the flat gradient's views
+            else:
+                opt.zero_grad(set_to_none=True)
             loss.sum().backward()
+        if isinstance(opt, FlatAdam) and lr_schedule == "cosine":
+            opt.lr = lr * 0.5 * (1.0 + math.cos(math.pi * it / steps))  # CosineAnnealingLR's rate, closed form
         opt.step()
         if sched is not None:
             sched.step()
