@@ -205,3 +205,15 @@ def test_band_windows_match_dense_blocks(d, u, r, rows):
         assert np.array_equal(got[0, n], ref)
         ref[np.ix_(ok, ok)] = dense[1][np.ix_(pos[ok], pos[ok])]
         assert np.array_equal(got[1, n], ref)
+
+
+@pytest.mark.parametrize("d, b, R", [(1, 0, 0), (3, 1, 2), (40, 3, 7), (100, 4, 20), (7, 5, 6)])
+def test_band_product_matches_dense(d, b, R):
+    # P commutes with P^2 + P and with itself: the band of the product against the dense product
+    P = random_banded_precision(d, b, coupling=0.7, random_state=d, banded=True)
+    Pd = P.to_dense()
+    Q = BandedMatrix.from_dense(Pd @ Pd + Pd, min(2 * b, d - 1))
+    Qb = BandedMatrix(np.stack([Q.data, 3.0 * Q.data]))  # batched
+    got = band_product(Qb, P, R).data
+    ref = _band(np.stack([Q.to_dense() @ Pd, 3.0 * Q.to_dense() @ Pd]), R)
+    assert _rel(got, ref) <= 1e-14
