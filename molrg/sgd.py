@@ -48,6 +48,7 @@ from .loss import (
     loss_coefficients,
     time_range,
 )
+from .posterior import posterior_logits_from_norms
 from .schedules import get_schedule
 from .utils import (
     check_batch,
@@ -518,6 +519,9 @@ def train_dae(
         chunk = int(max(1, min(64, max(steps, 1), _BUFFER_BYTES // max(1, B * width * itemsize))))
         u_buf = torch.empty((B, chunk, 2, batch_size), dtype=torch.float64, device=device)
         n_buf = torch.empty((B, chunk, width), dtype=dtype, device=device)
+        X_flat, sq_flat = Xt.reshape(B * N, n), sq_norms.reshape(B * N)
+        row_base = (torch.arange(B, device=device) * N)[:, None, None]
+        x0_buf = torch.empty((B * batch_size, n), dtype=dtype, device=device)
         for k in range(steps):
             c = k % chunk
             if c == 0:
@@ -525,17 +529,24 @@ def train_dae(
                 for b in range(B):
                     torch.rand((m, 2, batch_size), generator=gens[b], dtype=torch.float64, device=device, out=u_buf[b, :m])
                     torch.randn((m, width), generator=gens[b], dtype=dtype, device=device, out=n_buf[b, :m])
-            pos = torch.minimum((u_buf[:, c, 0] * counts[:, None]).long(), counts[:, None] - 1)
-            rows = order.gather(1, pos)
-            t = _times_from_uniform(u_buf[:, c, 1], lo, hi, T).to(dtype)
+                # the chunk's rows (flat indices into X_flat) and time coefficients at once, step-major
+                u = u_buf[:, :m]
+                pos = torch.minimum((u[:, :, 0] * counts[:, None, None]).long(), counts[:, None, None] - 1)
+                rows_all = (order.gather(1, pos.reshape(B, -1)).view(B, m, batch_size) + row_base).transpose(0, 1).contiguous()
+                coefs_all = _time_coefficients(dae.name, _times_from_uniform(u[:, :, 1], lo, hi, T).to(dtype).transpose(0, 1),
+                                               schedule, lam_fn, batch_size)
+            rows = rows_all[c].view(-1)
+            x0 = torch.index_select(X_flat, 0, rows, out=x0_buf).view(B, batch_size, n)
+            sq = sq_flat.index_select(0, rows).view(B, batch_size)
+            coefs = [a[c] for a in coefs_all]
             eta = step_scale * _lr_factor(lr_schedule, k, steps, final_ratio)
             if reduced:
                 g = n_buf[:, c, : batch_size * D].view(B, batch_size, D)
                 Ht = n_buf[:, c, batch_size * D :].view(B, D, n)
-                per_problem, V = _fast_sgd_step(dae, V, Xt[bidx, rows], sq_norms[bidx, rows], t, g, Ht, schedule, lam_fn, eta)
+                per_problem, V = _fast_sgd_step(dae, V, x0, sq, None, g, Ht, schedule, lam_fn, eta, coefs=coefs)
             else:  # the legacy kernel's draws
-                per_problem, V = _fast_sgd_step(dae, V, Xt[bidx, rows], sq_norms[bidx, rows], t, None, None, schedule, lam_fn,
-                                                eta, eps=n_buf[:, c].view(B, batch_size, n))
+                per_problem, V = _fast_sgd_step(dae, V, x0, sq, None, None, None, schedule, lam_fn, eta,
+                                                eps=n_buf[:, c].view(B, batch_size, n), coefs=coefs)
             record(k, per_problem)
         if exact_steps:
             row_w = mask_t.to(dtype) / counts[:, None].to(dtype)
@@ -744,7 +755,7 @@ def _psd_root(R, sg):
     return out
 
 
-def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None):
+def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None, coefs=None):
     r"""One SGD step of :func:`molrg.loss._loss_and_grad_bases` (the same loss, the same gradient's law) on the
     transposed stack ``V``; returns ``(loss (B,), V_new)``.
 
@@ -769,60 +780,140 @@ def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None):
     With ``eps`` ``(B, m, n)`` given instead (``g``, ``Ht`` ignored), the noise enters as drawn, with the
     legacy kernel's random numbers: ``e = U^T eps`` and the last sum computed as it stands (four
     products with the samples, no factorization of ``G``); cheaper when ``(m + n) D >= m n``.
+
+    ``coefs``: the per-sample time coefficients of :func:`_time_coefficients` (then ``t`` is not used),
+    computed by the trainer for a chunk of steps at once.
     """
-    V, T, Gv = _retraction(V, dae.dims)
-    Tt = T.transpose(-1, -2)
-    p = (x0 @ V.transpose(-1, -2)) @ Tt  # U^T x0 per sample, (B, m, D)
-    G = T @ Gv @ Tt
-    sg = schedule.sigma(t)
-    c = 1.0 / (1.0 + sg * sg)
-    lam = lam_fn(t) * torch.ones_like(t)
+    if coefs is None:
+        coefs = _time_coefficients(dae.name, t, schedule, lam_fn, x0.shape[-2])
+    sg, c, lam, beta = coefs[:4]  # (B, m)
+    # per-sample arrays are held sample-minor, (B, D, m): per-sample scalars then broadcast over a
+    # leading axis and component sums run over a middle one, both vectorized along m (torch's CPU kernels
+    # are slow on a short innermost axis: a (360, 32, 8) product with a (360, 32, 1) one takes 3x a plain one)
+    sgr, cr, br = sg[:, None, :], c[:, None, :], beta[:, None, :]
+    dims = dae.dims
+    Ut, G = _orthonormal_rows(V, dims)  # U^T (B, D, n) with orthonormal components, G = U^T U
+    pT = Ut @ x0.transpose(-1, -2)  # U^T x0 per sample, (B, D, m)
     if eps is None:
-        W = (Ht @ V.transpose(-1, -2)) @ Tt  # Ht U^T: (B, D, D)
+        W = Ht @ Ut.transpose(-1, -2)  # Ht U: (B, D, D)
         F, Ginv_F, solve = _gram_factor(G)
-        e = g @ F.transpose(-1, -2)
+        eT = F @ g.transpose(-1, -2)  # e = F g per sample
     else:
-        e = (eps @ V.transpose(-1, -2)) @ Tt  # U^T eps
-    Z = torch.addcmul(p, sg[..., None], e)
-    m = x0.shape[-2]
-    if dae.name == "softmax":
-        w = dae.weights_from_projections(Z, sg)
-        cols = dae.expand(w.to(V.dtype))
+        eT = Ut @ eps.transpose(-1, -2)  # U^T eps
+    ZT = torch.addcmul(pT, sgr, eT)
+    if dae.name == "softmax":  # the posterior weights of SPEC A3 from Z = U^T x_t / s_t (SoftmaxDAE.weights_from_projections)
+        logits = posterior_logits_from_norms(_segment_sums_t(ZT * ZT, dims).transpose(1, 2), dims, dae.log_weights, 1.0, sg)
+        w = _softmax_k(logits.transpose(1, 2))  # (B, K, m), float64
+        wf = w.to(V.dtype)
     elif dae.name == "hardmax":  # equal dims and uniform weights: argmax_k ||U_k^T x0|| (ties to the lowest index)
-        j = dae.segment_sums(p * p).argmax(-1)
-        cols = dae.expand(torch.nn.functional.one_hot(j, len(dae.dims)).to(V.dtype))
+        j = _segment_sums_t(pT * pT, dims).argmax(1)
+        wf = torch.nn.functional.one_hot(j, len(dims)).to(V.dtype).transpose(1, 2)
     else:
-        cols = None
-    Zw = Z if cols is None else Z * cols
-    cZw = c[..., None] * Zw
-    Vr = cZw @ G - p  # U^T r, r = c U Z_w - x0
-    loss = (lam * (((Vr - p) * cZw).sum(-1) + sq)).mean(-1)
-    beta = (2.0 / m) * (lam * c)[..., None]
-    right = beta * (Vr if cols is None else Vr * cols)
+        wf = None
+    ZwT = ZT if wf is None else _times_components(ZT, wf, dims)
+    cZwT = cr * ZwT
+    VrT = torch.baddbmm(pT, G.transpose(-1, -2), cZwT, beta=-1.0)  # U^T r = c G Z_w - p, r = c U Z_w - x0
+    loss = (lam * (((VrT - pT) * cZwT).sum(1) + sq)).mean(-1)
+    rightT = br * (VrT if wf is None else _times_components(VrT, wf, dims))
     if dae.name == "softmax":
-        gamma = 1.0 / (2.0 * sg * sg * (1.0 + sg * sg))
-        a = dae.segment_sums((Vr * Z).double()) * (2.0 * lam * c)[..., None].double()
-        abar = (w * a).sum(-1, keepdim=True)
-        delta = w * (a - abar) * ((2.0 / m) * gamma)[..., None].double()
-        right = right + dae.expand(delta.to(V.dtype)) * Z
-    bZw = beta * Zw
-    Mm = bZw.transpose(-1, -2) @ cZw  # sum_m c beta Zw Zw^T (symmetric)
+        wa = w * _segment_sums_t(VrT * ZT, dims).double()  # w_k a_k / (2 lam c), (B, K, m)
+        abar = wa[:, 0]
+        for k in range(1, len(dims)):
+            abar = abar + wa[:, k]
+        delta = (wa - w * abar[:, None]) * coefs[4][:, None]  # w_k (a_k - sum_j w_j a_j) (2 / m) gamma
+        rightT = rightT + _times_components(ZT, delta.to(V.dtype), dims)
+    bZwT = br * ZwT
+    Mm = bZwT @ cZwT.transpose(-1, -2)  # sum_m c beta Zw Zw^T (symmetric)
     if eps is None:
-        Mg = (sg[..., None] * g).transpose(-1, -2) @ right  # sum_m sigma g rho^T
-        Fs = _psd_root(right, sg)
+        Mg = (sgr * g.transpose(-1, -2)) @ rightT.transpose(-1, -2)  # sum_m sigma g rho^T
+        Fs = _psd_root(rightT.transpose(-1, -2), sg)
         UE = W.transpose(-1, -2) @ Fs.transpose(-1, -2)  # U^T E = (U^T H) F_S^T
         C = Mm + Ginv_F @ Mg - solve(UE)
     else:
         C = Mm
-    # V_new = U - eta (X0^T A + noise term + U C)^T  with  U = T V,  A = rho - beta Zw
-    Coef = T - eta * (C.transpose(-1, -2) @ T)
-    Vn = torch.bmm(Coef, V)
+    # V_new = U - eta (X0^T A + noise term + U C)^T  with  A = rho - beta Zw; the next step re-orthonormalizes
+    Vn = torch.baddbmm(Ut, C.transpose(-1, -2), Ut, alpha=-eta)
     if eps is None:
         Vn.baddbmm_(Fs, Ht, alpha=-eta)
     else:
-        Vn.baddbmm_((sg[..., None] * right).transpose(-1, -2), eps, alpha=-eta)
-    Vn.baddbmm_((right - bZw).transpose(-1, -2), x0, alpha=-eta)
+        Vn.baddbmm_(sgr * rightT, eps, alpha=-eta)
+    Vn.baddbmm_(rightT - bZwT, x0, alpha=-eta)
     return loss, Vn
+
+
+# Helpers of the fast kernel on sample-minor arrays (B, D, m) and component values (B, K, m).
+def _segment_sums_t(aT, dims):
+    """Component sums of ``aT`` ``(B, D, m)``: ``(B, K, m)`` (``BasesDAE.segment_sums`` on the transposed layout)."""
+    B, D, m = aT.shape
+    if len(set(dims)) == 1:
+        return aT.view(B, len(dims), dims[0], m).sum(2)
+    cuts = np.cumsum((0,) + tuple(dims))
+    return torch.stack([aT[:, p:q].sum(1) for p, q in zip(cuts[:-1], cuts[1:])], 1)
+
+
+def _times_components(aT, w, dims):
+    """``aT * expand(w)``: ``aT`` ``(B, D, m)`` times per-component values ``w`` ``(B, K, m)`` on each
+    component's rows (``BasesDAE.expand``).
+    """
+    B, D, m = aT.shape
+    if len(set(dims)) == 1:
+        return (aT.view(B, len(dims), dims[0], m) * w[:, :, None, :]).view(B, D, m)
+    return aT * w.repeat_interleave(torch.as_tensor(dims, device=w.device), dim=1)
+
+
+def _softmax_k(logits):
+    """``torch.softmax(logits, 1)`` for ``logits`` ``(B, K, m)`` (any strides, short K): ``(B, K, m)`` contiguous."""
+    K = logits.shape[1]
+    if K == 1:
+        return torch.ones(logits.shape, dtype=logits.dtype, device=logits.device)
+    top = logits[:, 0]
+    for j in range(1, K):
+        top = torch.maximum(top, logits[:, j])
+    e = (logits - top[:, None]).exp_().contiguous()
+    tot = e[:, 0]
+    for j in range(1, K):
+        tot = tot + e[:, j]
+    return e.div_(tot[:, None])
+
+
+def _orthonormal_rows(V, dims):
+    """``(Ut, G)``: ``Ut = T V`` (``T`` of :func:`_retraction`: the Cholesky-QR retraction of every component
+    of the transposed stack ``V (B, D, n)``) and the joint Gram ``G = Ut Ut^T``.  Equal dims: the
+    ``K`` diagonal blocks are factored as one ``(B K, d, d)`` batch and ``T`` is applied block by block.
+    """
+    K = len(dims)
+    if len(set(dims)) == 1 or K == 1:
+        B, D, n = V.shape
+        d = dims[0]
+        Gv = V @ V.transpose(-1, -2)
+        L, info = torch.linalg.cholesky_ex(torch.diagonal(Gv.view(B, K, d, K, d), dim1=1, dim2=3).permute(0, 3, 1, 2))
+        if bool((info != 0).any()):  # a component lost rank: re-orthonormalize explicitly (rare)
+            Ut = _retract_rows(V, dims).contiguous()
+        else:  # T = blockdiag(L_k^{-1}) as one (B, D, D) matrix: one product over B, cheaper than B K small ones
+            T = Gv.new_zeros((B, D, D))
+            eye = torch.eye(d, dtype=V.dtype, device=V.device)
+            torch.diagonal(T.view(B, K, d, K, d), dim1=1, dim2=3).copy_(torch.linalg.solve_triangular(L, eye, upper=False).permute(0, 2, 3, 1))
+            Ut = torch.bmm(T, V)
+    else:
+        V, T, _ = _retraction(V, dims)
+        Ut = T @ V
+    return Ut, Ut @ Ut.transpose(-1, -2)
+
+
+def _time_coefficients(name, t, schedule, lam_fn, m):
+    """Per-sample coefficients of :func:`_fast_sgd_step` at times ``t`` (any shape): ``(sigma, c, lambda,
+    beta = 2 lambda c / m)``, and for the softmax DAE ``2 lambda c (2 / m) gamma`` in float64,
+    ``gamma = 1 / (2 sigma^2 (1 + sigma^2))``.
+    """
+    sg = schedule.sigma(t)
+    c = 1.0 / (1.0 + sg * sg)
+    lam = lam_fn(t) * torch.ones_like(t)
+    lc = lam * c
+    out = [sg, c, lam, (2.0 / m) * lc]
+    if name == "softmax":
+        gamma = 1.0 / (2.0 * sg * sg * (1.0 + sg * sg))
+        out.append((2.0 * lc).double() * ((2.0 / m) * gamma).double())
+    return out
 
 
 def _fast_exact_step(name, dims, V, X, row_w, sq_norms, coef, exact_lr):

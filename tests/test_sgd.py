@@ -336,3 +336,39 @@ def test_fast_kernel_with_the_legacy_draws_is_the_legacy_kernel(parameterization
     assert_allclose(a.loss_history, b.loss_history, rtol=1e-10)
     c = train_dae(X, dims, noise="reduced", **kw)  # other draws: another trajectory
     assert not np.allclose(a.loss_history[:50], c.loss_history[:50], rtol=1e-3)
+
+
+def test_fast_kernel_unequal_dims_softmax_is_the_legacy_kernel():
+    """Unequal dims (the generic retraction and component helpers of the fast kernel) on the legacy draws."""
+    X, _ = _problems(3, 20, 12, [2, 3], 960)
+    kw = dict(parameterization="softmax", steps=60, random_state=[1, 2, 3], dtype=torch.float64)
+    a = train_dae(X, (2, 3), kernel="legacy", **kw)
+    b = train_dae(X, (2, 3), noise="full", **kw)
+    for U, V in zip(a.bases, b.bases):
+        assert_allclose(_projectors([U])[0], _projectors([V])[0], atol=1e-12)
+    assert_allclose(a.loss_history, b.loss_history, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dims", [(3, 3), (2, 3, 1), (4,)])
+def test_fast_kernel_component_helpers(dims):
+    """The sample-minor helpers against plain per-component loops: sums, products, softmax, retraction."""
+    from molrg.sgd import _orthonormal_rows, _segment_sums_t, _softmax_k, _times_components
+
+    rng = np.random.default_rng(7)
+    B, m, n, K, D = 4, 5, 11, len(dims), sum(dims)
+    cuts = np.cumsum((0,) + dims)
+    a = torch.as_tensor(rng.standard_normal((B, D, m)))
+    w = torch.as_tensor(rng.standard_normal((B, K, m)))
+    sums = np.stack([a.numpy()[:, p:q].sum(1) for p, q in zip(cuts[:-1], cuts[1:])], 1)
+    assert_allclose(_segment_sums_t(a, dims).numpy(), sums, atol=1e-12)
+    prod = a.numpy() * np.repeat(w.numpy(), dims, axis=1)
+    assert_allclose(_times_components(a, w, dims).numpy(), prod, atol=1e-12)
+    logits = torch.as_tensor(rng.standard_normal((B, m, K)) * 50).transpose(1, 2)  # strided, as in the kernel
+    assert_allclose(_softmax_k(logits).numpy(), torch.softmax(logits, 1).numpy(), atol=1e-14)
+    V = torch.as_tensor(rng.standard_normal((B, D, n)))
+    Ut, G = _orthonormal_rows(V, dims)
+    for p, q in zip(cuts[:-1], cuts[1:]):  # same row spaces, orthonormal rows
+        assert_allclose((Ut[:, p:q] @ Ut[:, p:q].transpose(-1, -2)).numpy(), np.broadcast_to(np.eye(q - p), (B, q - p, q - p)), atol=1e-12)
+        Pv = np.linalg.pinv(V[:, p:q].numpy()) @ V[:, p:q].numpy()
+        assert_allclose((Ut[:, p:q].transpose(-1, -2) @ Ut[:, p:q]).numpy(), Pv, atol=1e-10)
+    assert_allclose(G.numpy(), (Ut @ Ut.transpose(-1, -2)).numpy(), atol=1e-12)
