@@ -456,10 +456,11 @@ class GeneralizationParameters(KarrasGridParameters):
     n_test: int = param(50, ge=1, le=50, help="held-out images of the subset (the GL denominator)")
 
 
-def _subset_dimension(subset: str, center: bool = False) -> int:
+def _subset_dimension(subset: str, center: bool = False, data=None) -> int:
     from molrg.data import intrinsic_dimension, load_digits
 
-    return intrinsic_dimension(load_digits(classes=SUBSETS[subset]).X, center=center)
+    data = load_digits() if data is None else data
+    return intrinsic_dimension(data.subset(SUBSETS[subset]).X, center=center)
 
 
 def run_generalization(tasks: Sequence[Task]) -> list[dict]:
@@ -472,10 +473,13 @@ def run_generalization(tasks: Sequence[Task]) -> list[dict]:
 
     if not tasks:
         return []
+    data = load_digits()  # once per chunk: the subsets and their energy ranks are the same for every task
+    subsets = {name: data.subset(SUBSETS[name]).X for name in {t.params["subset"] for t in tasks}}
+    dims = {(name, c): _subset_dimension(name, c, data) for name in subsets for c in (False, True)}
     prepared = []
     for task in tasks:
         p, rng = task.params, task.rng
-        X = load_digits(classes=SUBSETS[p["subset"]]).X
+        X = subsets[p["subset"]]
         order = rng.permutation(len(X))
         test, pool = X[order[: int(p["n_test"])]], X[order[int(p["n_test"]):]]
         if int(p["N"]) > len(pool):
@@ -492,8 +496,8 @@ def run_generalization(tasks: Sequence[Task]) -> list[dict]:
     for e, (task, train, test, _) in enumerate(prepared):
         rows.append({
             "gl": generalization_score(generated[e], train, test),
-            "energy_rank": _subset_dimension(task.params["subset"]),
-            "energy_rank_centered": _subset_dimension(task.params["subset"], center=True),
+            "energy_rank": dims[task.params["subset"], False],
+            "energy_rank_centered": dims[task.params["subset"], True],
             "train_loss": float(res.loss_history[-max(1, res.loss_history.shape[0] // 20):, e].mean()),
         })
     return rows
