@@ -328,7 +328,10 @@ def band_inverse(A: BandedMatrix, half_width: int) -> BandedMatrix:
     m = max(A.half_width, R, _MIN_BLOCK)
     per = A.d * m + 1
     step = max(1, _CHUNK_ENTRIES // per)
-    out = np.concatenate([_band_inverse_kernel(data[s : s + step], R, m) for s in range(0, n, step)], axis=0)
+    if n <= step:  # one chunk: the kernel's output as it is (a view of its padded array, no copy)
+        out = _band_inverse_kernel(data, R, m)
+    else:
+        out = np.concatenate([_band_inverse_kernel(data[s : s + step], R, m) for s in range(0, n, step)], axis=0)
     return BandedMatrix._trusted(out if A.batch_shape else out[0])
 
 
