@@ -363,10 +363,11 @@ class LocalScoreMLP(nn.Module):
         temb = torch.baddbmm(self.bias, feats, self.time_weight)  # (B, S or 1, H)
 
         def windows(xg, r, pg):
-            w = _reflect_windows(xg, r)  # (G, S, L, 2r+1), a strided view
-            if pg is not None:
-                w = torch.gather(w, 2, pg[..., None].expand(-1, -1, -1, 2 * r + 1))
-            return w.reshape(xg.shape[0], R, 2 * r + 1)
+            if pg is None:
+                return _reflect_windows(xg, r).reshape(xg.shape[0], R, 2 * r + 1)  # (G, S, L, 2r+1) view, copied
+            # the windows centred at pg, gathered straight from x with the reflected indices (no padded copy)
+            ind = self._reflected_indices(r, L, xg.device)[pg]  # (G, S, P, 2r+1)
+            return torch.gather(xg, 2, ind.view(xg.shape[0], S, -1)).view(xg.shape[0], R, 2 * r + 1)
 
         wins = []
         if self.first_layer == "grouped":
@@ -446,7 +447,9 @@ class LocalScoreMLP(nn.Module):
                 torch.baddbmm(bb, h, W, out=pre[j])
                 h = silu(pre[j], out=ws["acts"][j])
                 acts.append(h)
-            resid = self._output_layer(h).view(B, S, P) - eps
+            # the output layer as _output_layer (vecdot: a product, then a sum), its product in a buffer
+            resid = (torch.mul(h, self.out_weight.view(B, 1, H), out=ws["dh"]).sum(-1)
+                     + self.out_bias.view(B, 1)).view(B, S, P) - eps
             loss = torch.mean(resid**2, dim=(1, 2))  # (B,): the same operations as the autograd loss
             g = resid.view(B, R, 1) * (2.0 / R)  # d(sum_b loss_b) / d out
             grads = {self.out_bias: g.sum(1, keepdim=True),
@@ -475,6 +478,19 @@ class LocalScoreMLP(nn.Module):
                 else:
                     prm.grad = gr
         return loss
+
+    def _reflected_indices(self, r: int, L: int, device):
+        """``(L, 2r+1)`` indices of the reflect-padded window of every centre: ``|i - r + j|`` folded at
+        ``L - 1`` (the padding of :func:`_reflect_windows`), cached per ``(r, L)``.
+        """
+        cache = self.__dict__.setdefault("_reflect_cache", {})
+        key = (r, L, str(device))
+        if key not in cache:
+            j = np.arange(L)[:, None] - r + np.arange(2 * r + 1)[None, :]
+            j = np.abs(j)
+            j = np.where(j > L - 1, 2 * (L - 1) - j, j)
+            cache[key] = torch.as_tensor(j, dtype=torch.long, device=device)
+        return cache[key]
 
     def _workspace(self, B: int, R: int, dtype, device) -> dict:
         """Buffers ``(B, R, H)`` of :meth:`dsm_backward`, kept between calls of the same shape: fresh
@@ -934,14 +950,16 @@ def train_local_scores(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine" else None
     losses = torch.empty(steps, B, device=device)  # kept on the device: no sync per step
     offsets = torch.arange(B, device=device)[:, None] * Z.shape[1]  # row of Z[b, 0] in Z.view(-1, L)
+    x0_buf = torch.empty(B * batch_size, L, device=device)  # per-step buffers (no fresh allocation per step)
+    xk_buf, noise_buf = torch.empty(B, batch_size, L, device=device), torch.empty(B, batch_size, L, device=device)
     t0 = time.perf_counter()
     for it in range(steps):
         idx = streams.randint(sizes_t, batch_size)  # (B, S)
         k = streams.randint(schedule.T, batch_size)  # (B, S)
         eps = streams.randn((batch_size, L))  # (B, S, L)
         a = ab[k][..., None]
-        x0 = Z.view(-1, L).index_select(0, (idx + offsets).view(-1)).view(B, batch_size, L)  # Z[b, idx[b]]
-        xk = torch.sqrt(a) * x0 + torch.sqrt(1.0 - a) * eps
+        x0 = torch.index_select(Z.view(-1, L), 0, (idx + offsets).view(-1), out=x0_buf).view(B, batch_size, L)  # Z[b, idx[b]]
+        xk = torch.mul(x0, torch.sqrt(a), out=xk_buf).add_(torch.mul(eps, torch.sqrt(1.0 - a), out=noise_buf))
         pos, target = None, eps
         if positions is not None:  # the windows centred at P random positions per series
             pos = streams.randint(L, batch_size * positions).view(B, batch_size, positions)

@@ -33,6 +33,12 @@ def test_windows_are_reflect_padded_unfold():
         assert_allclose(w[b].numpy(), expected, rtol=0)
     net0 = LocalScoreMLP(0, width=4, depth=1)
     assert_allclose(net0.windows(x).numpy(), x.numpy()[..., None], rtol=0)
+    # the reflected index table of the scored windows (training with positions): the same windows
+    for r, L in ((0, 7), (2, 7), (3, 7), (5, 11)):
+        xx = torch.randn(3, L)
+        xp = np.stack([_reflect(row.numpy(), r) for row in xx])
+        expected = np.stack([[xp[s, i : i + 2 * r + 1] for i in range(L)] for s in range(3)])
+        assert np.array_equal(xx[:, net._reflected_indices(r, L, "cpu")].numpy(), expected)
 
 
 @pytest.mark.parametrize("r", [0, 1, 3])
