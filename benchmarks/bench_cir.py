@@ -10,7 +10,13 @@ the ratios are what to read, absolute times depend on the machine's load):
   every series scored or ``P`` random windows per series (``positions``), Adam
   fused / foreach / single-tensor (:func:`molrg.nn.batched_adam`), and the first
   layer grouped by radius or zero-padded;
-* sampling cost per network and sampler step (500 series);
+* sampling cost per network and sampler step (500 series), networks one by one
+  and batched, and the batched sampler's evaluation block (``batch_size``:
+  series whose windows go through the network together);
+* the exact W1 metric (:func:`locality.cir.cir_wasserstein`, 250 x 64 values):
+  the quantile on the grid only (cold and cached) against the quantile-cell
+  formula with the Gamma quantile evaluated at every value (before issue 16's
+  second round);
 * one chunk of ``cir-radius`` (18 networks: 6 radii x 3 trials), before and
   after issue 16: the previous configuration (autograd, 64 series x 64 positions
   per step, batches of 6 networks, 500 generated series) against the current one
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from locality.cir import simulate_cir
@@ -39,6 +46,39 @@ def _cpu(fn):
     t0 = time.process_time()
     out = fn()
     return time.process_time() - t0, out
+
+
+def _w1_quantile_everywhere(x, a=0.5, b=1.0, sigma=0.5):
+    """The quantile-cell W1 with the Gamma quantile evaluated at every value (the previous form)."""
+    from scipy import stats
+
+    x = np.sort(np.ravel(x))
+    k, theta = 2 * a * b / sigma**2, sigma**2 / (2 * a)
+    law, upper = stats.gamma(k, scale=theta), stats.gamma(k + 1, scale=theta)
+
+    def M(u):
+        return k * theta * upper.cdf(law.ppf(u))
+
+    n = x.size
+    u0, u1 = np.arange(n) / n, np.arange(1, n + 1) / n
+    us = np.clip(law.cdf(x), u0, u1)
+    return float(np.sum(np.maximum(x * (2 * us - u0 - u1) - 2 * M(us) + M(u0) + M(u1), 0.0)))
+
+
+def _bench_w1():
+    from locality import cir as cir_mod
+
+    X = [simulate_cir(250, 64, random_state=100 + i) for i in range(6)]
+    t_old, w_old = _cpu(lambda: [_w1_quantile_everywhere(x) for x in X])
+    cir_mod._partial_moments_on_grid.cache_clear()
+    t_cold, w_new = _cpu(lambda: [cir_mod.cir_wasserstein(X[0])])
+    t_warm, w_new2 = _cpu(lambda: [cir_mod.cir_wasserstein(x) for x in X[1:]])
+    err = max(abs(a - b) for a, b in zip(w_old, w_new + w_new2))
+    print("exact W1 of 250 x 64 values, CPU ms per call:")
+    print(f"  Gamma quantile at every value (before)                  {1e3 * t_old / len(X):7.2f}")
+    print(f"  quantile on the grid only, first size (cold)            {1e3 * t_cold:7.2f}")
+    print(f"  quantile on the grid only, cached grid                  {1e3 * t_warm / (len(X) - 1):7.2f}"
+          f"   (largest difference {err:.1e})")
 
 
 def main(argv=None):
@@ -58,6 +98,8 @@ def main(argv=None):
     old = dict(base, batch_size=64, gradient="autograd")  # before issue 16: every position, autograd
     new = dict(base, batch_size=128, positions=4, gradient="manual")  # after: 4 windows of 128 series
     train_local_scores(data[:1], radii[:1], **dict(new, steps=3), random_state=[0])  # warm-up
+    # torch.optim.Adam loads torch's compiler stack on first use (about 1.5 s): outside the timings
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3, fused=True)
     per = lambda s, n: 1e3 * s / (n * args.steps)  # noqa: E731  ms per network-step
 
     if not args.skip_forms:
@@ -71,7 +113,7 @@ def main(argv=None):
             t, _ = _cpu(lambda: train_local_scores(data[:B], radii, **kw, random_state=list(range(B))))
             print(f"  {label:55s} {per(t, B):7.2f}   (one by one / this: {loop / t:.2f})")
         for layer in ("grouped", "padded"):
-            for opt in ("fused", "foreach", "single"):
+            for opt in ("flat", "fused", "foreach", "single"):
                 t, _ = _cpu(lambda: train_local_scores(data[:B], radii, **new, first_layer=layer, optimizer=opt,
                                                        random_state=list(range(B))))
                 print(f"  128 x 4, hand-written, {layer:7s}, Adam {opt:7s}               {per(t, B):7.2f}")
@@ -83,6 +125,14 @@ def main(argv=None):
         many = train_local_scores(data[:B], radii, **dict(new, steps=1), random_state=list(range(B)))
         t, _ = _cpu(lambda: many.sample(args.n_generate, steps=S, random_state=list(range(B))))
         print(f"  batched, {B} networks                                    {1e3 * t / (B * S):7.2f}   (ratio {t1 / t:.2f})")
+        nets = [r for r in radii for _ in range(3)]  # a cir-radius chunk: 3 trials per radius
+        chunk = train_local_scores(data[:len(nets)], nets, **dict(new, steps=1), random_state=list(range(len(nets))))
+        print(f"sampling 250 series from {len(nets)} networks batched, CPU ms per network and sampler step, "
+              "by evaluation block:")
+        for block in (4, 8, 16, 32, 100):
+            t, _ = _cpu(lambda: chunk.sample(250, steps=S, batch_size=block, random_state=list(range(len(nets)))))
+            print(f"  block of {block:3d} series                                    {1e3 * t / (len(nets) * S):7.2f}")
+        _bench_w1()
 
     # one chunk of cir-radius: 18 networks, 1200 Adam steps, 500 generated series
     nets = [r for r in radii for _ in range(3)]
