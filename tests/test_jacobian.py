@@ -39,6 +39,7 @@ def test_jacobian_matches_finite_differences_and_methods_agree(model, which):
     assert J.shape == (4, 24, 24) and J.dtype == torch.float64
     torch.testing.assert_close(J, _finite_difference(D, x, 0.8), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(J, denoiser_jacobian(D, x, 1.0, 0.8, method="vmap"), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(J, denoiser_jacobian(D, x, 1.0, 0.8, method="rowsum"), rtol=1e-10, atol=1e-12)
 
 
 def test_jacobian_per_point_sigma_and_batch_axes(model):
@@ -52,6 +53,8 @@ def test_jacobian_per_point_sigma_and_batch_axes(model):
         for j in range(3):
             Jij = denoiser_jacobian(D, x[i, j][None], 1.0, float(sig[i, j]), method="vmap")[0]
             torch.testing.assert_close(J[i, j], Jij, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(J, denoiser_jacobian(D, x, 1.0, sig.numpy(), method="rowsum"), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(J, denoiser_jacobian(D, x, 1.0, sig.numpy()), rtol=0, atol=0)  # numpy sigma
     with pytest.raises(ValueError, match="method='vmap' needs scalar"):
         denoiser_jacobian(D, x, 1.0, sig, method="vmap")
     with pytest.raises(ValueError, match="method must be one of"):
@@ -140,6 +143,12 @@ def test_mlp_member_jacobian_matches_jacrev(sigma):
     x = torch.randn(2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sig = torch.rand(2, 5, dtype=torch.float64) + 0.1 if sigma == "per-row" else sigma
     J = denoiser_jacobian(member, x, 1.3, sig)
-    ref = denoiser_jacobian(lambda z, s, g: member(z, s, g), x, 1.3, sig)  # no .jacobian: autograd
+    ref = denoiser_jacobian(member, x, 1.3, sig, method="rowsum")  # jacrev
     assert J.shape == (2, 5, 6, 6) and J.dtype == torch.float64
     torch.testing.assert_close(J, ref, rtol=1e-5, atol=1e-6)
+    # an ensemble (leading network axis) through the replicated batch, against jacrev
+    xe = torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(1))
+    Je = denoiser_jacobian(net, xe, 1.0, 0.7)
+    assert Je.shape == (3, 4, 6, 6)
+    torch.testing.assert_close(Je, denoiser_jacobian(net, xe, 1.0, 0.7, method="rowsum"), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(Je[1], denoiser_jacobian(member, xe[1], 1.0, 0.7), rtol=1e-5, atol=1e-6)
