@@ -730,9 +730,9 @@ def _gram_factor(G):
     (two components spanning overlapping subspaces).
     """
     L, info = torch.linalg.cholesky_ex(G)
-    if not bool((info != 0).any()):
-        return L, torch.linalg.solve_triangular(L.transpose(-1, -2), torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-                                                .expand_as(G), upper=True), (lambda M: torch.cholesky_solve(M, L))
+    if not bool((info != 0).any()):  # G^{-1} = L^{-T} L^{-1}, applied as two products (cheaper than cholesky_solve)
+        LinvT = torch.linalg.solve_triangular(L, torch.eye(G.shape[-1], dtype=G.dtype, device=G.device), upper=False).transpose(-1, -2)
+        return L, LinvT, (lambda M: LinvT @ (LinvT.transpose(-1, -2) @ M))
     ev, Q = torch.linalg.eigh(G)
     keep = ev > ev[..., -1:] * (G.shape[-1] * torch.finfo(G.dtype).eps * 10)
     root = torch.where(keep, ev.clamp_min(0).sqrt(), torch.zeros_like(ev))
@@ -743,15 +743,22 @@ def _gram_factor(G):
 
 
 def _psd_root(R, sg):
-    """``F`` with ``F F^T = S = sum_m sg_m^2 R_m R_m^T`` (``R (B, m, D)``): the ``R`` factor of a QR of
-    ``diag(sg) R`` when ``m >= D`` (valid for any rank), else ``(diag(sg) R)^T`` padded to ``D`` columns.
+    """``F`` with ``F F^T = S = sum_m sg_m^2 R_m R_m^T`` (``R (B, m, D)``, best a transposed view of a
+    ``(B, D, m)`` array): when ``m >= D`` the Cholesky factor of ``S``, and for the problems where ``S`` is
+    not numerically positive definite the ``R`` factor of a QR of ``diag(sg) R`` (valid for any rank);
+    else ``(diag(sg) R)^T`` padded to ``D`` columns.
     """
-    A = sg[..., None] * R
-    B, m, D = A.shape
+    At = sg[..., None, :] * R.transpose(-1, -2)  # (diag(sg) R)^T, (B, D, m)
+    B, D, m = At.shape
     if m >= D:
-        return torch.linalg.qr(A, mode="r")[1].transpose(-1, -2)
-    out = torch.zeros((B, D, D), dtype=A.dtype, device=A.device)
-    out[..., :m] = A.transpose(-1, -2)
+        L, info = torch.linalg.cholesky_ex(At @ At.transpose(-1, -2))
+        bad = info != 0
+        if bool(bad.any()):
+            idx = bad.nonzero().squeeze(1)
+            L[idx] = torch.linalg.qr(At[idx].transpose(-1, -2), mode="r")[1].transpose(-1, -2)
+        return L
+    out = torch.zeros((B, D, D), dtype=At.dtype, device=At.device)
+    out[..., :m] = At
     return out
 
 
@@ -796,8 +803,11 @@ def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None, co
     pT = Ut @ x0.transpose(-1, -2)  # U^T x0 per sample, (B, D, m)
     if eps is None:
         W = Ht @ Ut.transpose(-1, -2)  # Ht U: (B, D, D)
-        F, Ginv_F, solve = _gram_factor(G)
-        eT = F @ g.transpose(-1, -2)  # e = F g per sample
+        if G is None:  # one component: G = I
+            eT = g.transpose(-1, -2)
+        else:
+            F, Ginv_F, solve = _gram_factor(G)
+            eT = F @ g.transpose(-1, -2)  # e = F g per sample
     else:
         eT = Ut @ eps.transpose(-1, -2)  # U^T eps
     ZT = torch.addcmul(pT, sgr, eT)
@@ -812,7 +822,10 @@ def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None, co
         wf = None
     ZwT = ZT if wf is None else _times_components(ZT, wf, dims)
     cZwT = cr * ZwT
-    VrT = torch.baddbmm(pT, G.transpose(-1, -2), cZwT, beta=-1.0)  # U^T r = c G Z_w - p, r = c U Z_w - x0
+    if G is None:
+        VrT = cZwT - pT
+    else:
+        VrT = torch.baddbmm(pT, G.transpose(-1, -2), cZwT, beta=-1.0)  # U^T r = c G Z_w - p, r = c U Z_w - x0
     loss = (lam * (((VrT - pT) * cZwT).sum(1) + sq)).mean(-1)
     rightT = br * (VrT if wf is None else _times_components(VrT, wf, dims))
     if dae.name == "softmax":
@@ -828,7 +841,7 @@ def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None, co
         Mg = (sgr * g.transpose(-1, -2)) @ rightT.transpose(-1, -2)  # sum_m sigma g rho^T
         Fs = _psd_root(rightT.transpose(-1, -2), sg)
         UE = W.transpose(-1, -2) @ Fs.transpose(-1, -2)  # U^T E = (U^T H) F_S^T
-        C = Mm + Ginv_F @ Mg - solve(UE)
+        C = Mm + Mg - UE if G is None else Mm + Ginv_F @ Mg - solve(UE)
     else:
         C = Mm
     # V_new = U - eta (X0^T A + noise term + U C)^T  with  A = rho - beta Zw; the next step re-orthonormalizes
@@ -878,7 +891,8 @@ def _softmax_k(logits):
 
 def _orthonormal_rows(V, dims):
     """``(Ut, G)``: ``Ut = T V`` (``T`` of :func:`_retraction`: the Cholesky-QR retraction of every component
-    of the transposed stack ``V (B, D, n)``) and the joint Gram ``G = Ut Ut^T``.  Equal dims: the
+    of the transposed stack ``V (B, D, n)``) and the joint Gram ``G = Ut Ut^T`` (None for one component:
+    the identity).  Equal dims: the
     ``K`` diagonal blocks are factored as one ``(B K, d, d)`` batch and ``T`` is applied block by block.
     """
     K = len(dims)
@@ -897,7 +911,7 @@ def _orthonormal_rows(V, dims):
     else:
         V, T, _ = _retraction(V, dims)
         Ut = T @ V
-    return Ut, Ut @ Ut.transpose(-1, -2)
+    return Ut, (None if K == 1 else Ut @ Ut.transpose(-1, -2))
 
 
 def _time_coefficients(name, t, schedule, lam_fn, m):

@@ -371,4 +371,23 @@ def test_fast_kernel_component_helpers(dims):
         assert_allclose((Ut[:, p:q] @ Ut[:, p:q].transpose(-1, -2)).numpy(), np.broadcast_to(np.eye(q - p), (B, q - p, q - p)), atol=1e-12)
         Pv = np.linalg.pinv(V[:, p:q].numpy()) @ V[:, p:q].numpy()
         assert_allclose((Ut[:, p:q].transpose(-1, -2) @ Ut[:, p:q]).numpy(), Pv, atol=1e-10)
-    assert_allclose(G.numpy(), (Ut @ Ut.transpose(-1, -2)).numpy(), atol=1e-12)
+    if K > 1:
+        assert_allclose(G.numpy(), (Ut @ Ut.transpose(-1, -2)).numpy(), atol=1e-12)
+    else:
+        assert G is None
+
+
+def test_psd_root_cholesky_and_qr_fallback():
+    """``F F^T = S`` on a batch mixing full-rank problems (Cholesky) and rank-deficient ones (QR fallback)."""
+    from molrg.sgd import _psd_root
+
+    rng = np.random.default_rng(11)
+    R = rng.standard_normal((5, 8, 4))
+    R[1] = R[1, :, :1] * rng.standard_normal(4)  # rank one: S singular
+    R[3, :, 2:] = 0.0
+    R = torch.as_tensor(R)
+    sg = torch.as_tensor(rng.uniform(0.1, 1, (5, 8)))
+    A = sg[..., None] * R
+    Fs = _psd_root(R, sg)
+    assert_allclose((Fs @ Fs.transpose(-1, -2)).numpy(), (A.transpose(-1, -2) @ A).numpy(), atol=1e-12)
+    assert_allclose(Fs[0].numpy(), np.linalg.cholesky((A.transpose(-1, -2) @ A)[0].numpy()), atol=1e-12)
