@@ -38,7 +38,7 @@ import numpy as np
 
 from molrg._validation import check_choice, check_int, check_matrix, check_random_state
 
-from .localization import _rows_to_dense, _window_index, check_radius, window_blocks
+from .localization import _rows_to_dense, _window_index, check_radius
 from .precision import check_covariance
 from .schedule import DDPMSchedule
 
@@ -121,6 +121,37 @@ def dsm_precision(Sigma_hat: Any, alpha_bar: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the score operator
+def _local_eigh(S: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the padded local blocks of :func:`locality.localization.window_blocks`, ``(..., d, w)``, ``(..., d, w, w)``.
+
+    The same eigenpairs as ``eigh(window_blocks(S, r))`` up to their order (the unit
+    eigenvalues of the identity padding come last, eigenvectors ``e_p`` on the padded
+    positions ``p``), computed without the padding: one batched ``eigh`` of the true
+    ``n x n`` blocks per block size ``n`` (the windows cut by the ends of the chain are
+    smaller than ``w``), and one per distinct window (rows whose window is all of
+    ``[0, d)`` share it).
+    """
+    d = S.shape[-1]
+    pos, valid, _ = _window_index(d, r)
+    w = pos.shape[1]
+    lo, size = pos[:, 0], valid.sum(axis=1)
+    batch = S.shape[:-2]
+    mu = np.ones(batch + (d, w))
+    Vb = np.zeros(batch + (d, w, w))
+    Vb[..., np.arange(w), np.arange(w)] = 1.0
+    windows, inverse = np.unique(np.stack([lo, size], axis=1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for n in np.unique(windows[:, 1]):
+        ws = np.flatnonzero(windows[:, 1] == n)
+        idx = windows[ws, 0][:, None] + np.arange(n)  # (n_w, n)
+        m_n, V_n = np.linalg.eigh(S[..., idx[:, :, None], idx[:, None, :]])  # (..., n_w, n), (..., n_w, n, n)
+        for q, wi in enumerate(ws):
+            rows = np.flatnonzero(inverse == wi)
+            mu[..., rows, :n] = m_n[..., q, None, :]
+            Vb[..., rows, :n, :n] = V_n[..., q, None, :, :]
+    return mu, Vb
+
+
 class LinearScore:
     """Score matrices ``M_k`` (score ``-M_k x``) of a (localized) DSM-optimal linear score (SPEC B4).
 
@@ -161,20 +192,34 @@ class LinearScore:
         self._alpha_bars = np.asarray(self.schedule.alpha_bars)
         self._local = method in ("truncate", "marginal") and r < d - 1
         if method == "marginal" and self._local:
-            blocks = window_blocks(S, r)  # (..., d, w, w)
-            mu, V = np.linalg.eigh(blocks)
-            _, valid, centre = _window_index(d, r)
-            vc = V[..., np.arange(d), centre, :]  # (..., d, w): V[i, c_i, m]
-            # W[i, m, j] = V[i, c_i, m] V[i, j, m] (zero on padded j): row c_i of the local inverse
-            self._W = vc[..., :, None] * np.swapaxes(V, -1, -2) * valid[:, None, :]
-            self._mu = mu
+            self._mu, self._Vb = _local_eigh(S, r)
         else:
             mu, V = np.linalg.eigh(S)
             self._mu, self._V = mu, V
-            if self._local:  # truncate: W[i, m, j] = V[i, m] V[pos_ij, m], the band of V g V^T
-                pos, valid, _ = _window_index(d, r)
+        self._W_cache: np.ndarray | None = None
+
+    @property
+    def _W(self) -> np.ndarray:
+        """Factors of the band rows, ``(..., d, f, w)``: ``band_rows = spectrum @ _W`` (computed on first use).
+
+        ``"marginal"``: ``W[i, m, j] = V_i[c_i, m] V_i[j, m]`` (row ``c_i`` of the local inverse,
+        zero on padded ``j``); ``"truncate"``: ``W[i, m, j] = V[i, m] V[pos_ij, m]``, the band of
+        ``V g V^T``.
+        """
+        if self._W_cache is None:
+            if not self._local:
+                raise ValueError("_W needs a localized score")
+            d, r = self.d, int(self.r)
+            pos, valid, centre = _window_index(d, r)
+            if self.method == "marginal":
+                V = self._Vb
+                vc = V[..., np.arange(d), centre, :]  # (..., d, w): V[i, c_i, m]
+                self._W_cache = vc[..., :, None] * np.swapaxes(V, -1, -2) * valid[:, None, :]
+            else:
+                V = self._V
                 Vp = V[..., np.minimum(pos, d - 1), :]  # (..., d, w, m)
-                self._W = V[..., :, :, None] * np.swapaxes(Vp, -1, -2) * valid[:, None, :]
+                self._W_cache = V[..., :, :, None] * np.swapaxes(Vp, -1, -2) * valid[:, None, :]
+        return self._W_cache
 
     @property
     def T(self) -> int:
@@ -250,8 +295,11 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50, dtype: Any = np
     """Exact covariance of the backward chain's output (SPEC B4): ``C <- B C B^T + beta I`` from ``C = I``.
 
     For the non-localized score all ``B_k`` share the eigenvectors of
-    ``Sigma_hat`` and the recursion runs on the eigenvalues, ``O(T d)``;
-    otherwise two ``d x d`` products per step, batched over the leading axes.
+    ``Sigma_hat`` and the recursion runs on the eigenvalues, ``O(T d)``; for
+    ``r = 0`` every ``M_k`` is diagonal and so is ``C_gen`` (the same scalar
+    recursion per coordinate, :func:`_generated_covariance_diagonal`, float64 for
+    either ``dtype``); otherwise two ``d x d`` products per step, batched over the
+    leading axes.
 
     Parameters
     ----------
@@ -260,12 +308,13 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50, dtype: Any = np
         Steps whose score matrices are formed at once.
     dtype : {numpy.float64, numpy.float32}, default float64
         Arithmetic of the localized recursion.  ``float32`` runs the same
-        recursion (:func:`_generated_covariance_single`) in single precision,
-        about 2.5-3x faster at ``d = 64`` (GEMM-bound; issue 16); measured
-        against float64 at ``d = 64``, ``T = 1000``, both localizations,
-        ``r = 2 .. 48``: ``max |C_32 - C_64| <= 1.1e-6`` and the relative error
-        of eq. 4.6 within ``3.2e-7`` (rounding accumulated over ``T`` steps, far
-        below every difference the experiments read).  The result is float64.
+        recursion (:func:`_generated_covariance_single`: one contiguous GEMM per
+        step, band rows formed from per-row factors) in single precision, several
+        times faster at ``d = 64`` (issue 16); measured against float64 at
+        ``d = 64``, ``T = 1000``, both localizations, ``r = 2 .. 32``,
+        ``N = 32 .. 128``: ``max |C_32 - C_64| <= 8.7e-7`` (rounding accumulated
+        over ``T`` steps, far below every difference the experiments read;
+        ``tests/test_locality_ddpm.py`` holds it under ``2e-6``).  The result is float64.
 
     Returns
     -------
@@ -277,6 +326,8 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50, dtype: Any = np
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"dtype must be numpy.float64 or numpy.float32, got {dtype!r}")
+    if not score.symmetric_none and score.r == 0:
+        return _generated_covariance_diagonal(score)
     if dt == np.float32 and not score.symmetric_none:
         return _generated_covariance_single(score, chunk)
     sch = score.schedule
@@ -311,69 +362,135 @@ def generated_covariance(score: LinearScore, *, chunk: int = 50, dtype: Any = np
     return 0.5 * (C + np.swapaxes(C, -1, -2))
 
 
-def _generated_covariance_single(score: LinearScore, chunk: int) -> np.ndarray:
-    """The localized recursion of :func:`generated_covariance` in float32 (kernel: a localized ``score``).
+def _step_factors(score: LinearScore, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, int]:
+    """Factors of the score matrices ``M_k`` of a localized ``score``, row by row (in ``dtype``).
 
-    Same unrolled form, ``C_0 = sum_k beta_k Phi_k Phi_k^T + Phi_T Phi_T^T`` with
-    ``Psi_{k+1} = Psi_k (I - beta_k M_k)``; the score matrices of a chunk of steps
-    are formed by one product each, with no scatter of band rows:
+    Row ``i`` of ``M_k``, restricted to ``wc`` stored columns, is ``g_k[i] @ Wf[i]`` with
+    ``g_k[i] = 1 / (alpha_bar_k mu_i + 1 - alpha_bar_k)``:
 
-    * ``"marginal"``: ``M_k[i, :] = sum_m g_k(mu_{i,m}) W[i, m, :]`` with the
-      factors ``W`` of :class:`LinearScore` placed once on their columns
-      (``(d, w, d)`` per problem), so the chunk is one batched
-      ``(d, K, w) x (d, w, d)`` product and ``M_k`` a strided view of it;
-    * ``"truncate"``: ``M_k = (V g_k V^T) * band_r``.
+    * ``"marginal"``: ``Wf[i, m, j] = V_i[c_i, m] V_i[col_ij - lo_i, m]`` on the window
+      ``S_i = [lo_i, hi_i)`` of row ``i`` (``mu_i, V_i``: eigenpairs of the padded block
+      ``Sigma_hat[S_i, S_i]``, ``c_i = i - lo_i``), zero off the window;
+    * ``"truncate"``: ``Wf[i, m, j] = V[i, m] V[col_ij, m]`` for ``|col_ij - i| <= r``
+      (``mu, V``: eigenpairs of ``Sigma_hat``, the same spectrum for every row).
 
-    The ``Psi_k`` of a chunk are stored side by side, ``(d, K d)``, and the sum
-    ``F F^T`` is one product per problem.
+    Stored columns: ``col_ij = i - r + j``, ``wc = 2 r + 1`` ("centred", when ``2 r + 1 < d``;
+    zero where ``col_ij`` is outside ``[0, d)``), else ``col_ij = j``, ``wc = d``.
+
+    Returns ``Wf`` ``(nb, d, f, wc)``, the spectra ``(nb, d, f)`` (marginal) or ``(nb, f)``
+    (truncate), and the column offset: ``r`` (centred) or ``0``.
     """
-    sch = score.schedule
-    betas, abar = np.asarray(sch.betas), np.asarray(sch.alpha_bars)
     d, r = score.d, int(score.r)
     nb = int(np.prod(score.batch_shape, dtype=int))
-    f32 = np.float32
-    inv_abar = 1.0 / np.concatenate([[1.0], abar])
+    centred = 2 * r + 1 < d
+    wc = 2 * r + 1 if centred else d
+    i = np.arange(d)
+    col = i[:, None] - r + np.arange(wc)[None, :] if centred else np.broadcast_to(np.arange(wc), (d, wc))
     if score.method == "marginal":
-        pos, _, _ = _window_index(d, r)
+        pos, valid, centre = _window_index(d, r)
         w = pos.shape[1]
-        Wd = np.zeros((nb, d, w, d + w), f32)
-        Wd[:, np.arange(d)[:, None, None], np.arange(w)[None, :, None], pos[:, None, :]] = score._W.reshape(nb, d, w, w)
-        Wd = np.ascontiguousarray(Wd[..., :d])
-        mu: np.ndarray = score._mu.reshape(nb, d, w)
+        V = score._Vb.reshape(nb, d, w, w).astype(dtype)
+        lo, hi = pos[:, 0], pos[:, 0] + valid.sum(axis=1)
+        keep = (col >= lo[:, None]) & (col < hi[:, None])  # (d, wc): col_ij in the window S_i
+        p = np.clip(col - lo[:, None], 0, w - 1)
+        Vt = np.swapaxes(V, -1, -2)  # (nb, d, m, pos)
+        vc = V[:, i, centre, :]  # (nb, d, w): V_i[c_i, m]
+        Wf = Vt[:, i[:, None, None], np.arange(w)[None, :, None], p[:, None, :]]  # (nb, d, w, wc): V_i[col_ij - lo_i, m]
+        mu = score._mu.reshape(nb, d, w)
     else:
-        V = score._V.reshape(nb, d, d).astype(f32)
-        Vt = np.ascontiguousarray(np.swapaxes(V, -1, -2))[:, None]
+        V = score._V.reshape(nb, d, d).astype(dtype)
+        keep = (col >= 0) & (col < d) & (np.abs(col - i[:, None]) <= r)
+        Vt = np.swapaxes(V, -1, -2)  # (nb, m, c)
+        # Wf[i, m, j] = V[col_ij, m] (times V[i, m] below)
+        Wf = np.broadcast_to(Vt[:, None], (nb, d, d, d)).copy() if not centred else Vt[:, :, np.clip(col, 0, d - 1)].transpose(0, 2, 1, 3).copy()
+        vc = V  # (nb, d, m): V[i, m]
         mu = score._mu.reshape(nb, d)
-        band = (np.abs(np.arange(d)[:, None] - np.arange(d)[None, :]) <= r).astype(f32)
-    Psi = np.broadcast_to(np.eye(d, dtype=f32), (nb, d, d)).copy()
+    Wf *= vc[..., None]
+    Wf *= keep[None, :, None, :]
+    return Wf, mu, (r if centred else 0)
+
+
+def _generated_covariance_single(score: LinearScore, chunk: int, dtype: Any = np.float32) -> np.ndarray:
+    """The localized recursion of :func:`generated_covariance` in single precision (kernel: a localized ``score``).
+
+    Same unrolled form, ``C_0 = sum_{k<T} beta_k Phi_k Phi_k^T + Phi_T Phi_T^T`` with
+    ``Phi_k = Psi_k / sqrt(alpha_bar_{k-1})``, ``Psi_{k+1} = Psi_k (I - beta_k M_k)``, ``Psi_0 = I``,
+    organised so that each step is one GEMM on contiguous operands plus one add (issue 16):
+
+    * the ``-beta_k M_k`` of a chunk of ``K`` steps are formed row by row from the factors of
+      :func:`_step_factors`, ``d`` batched products per chunk costing ``O(d wc f)`` per step
+      (``wc = 2 r + 1``: not a dense ``d^3`` product for small ``r``), written straight into a
+      reused ``(K, d, d + 2 r)`` buffer in which row ``i``'s band sits at positions
+      ``i .. i + 2 r`` (so every band lands in place with no scatter; the rest stays zero);
+      the spectra ``g_k`` are evaluated in place in one reused buffer, ``1 - alpha_bar_k``
+      taken from float64 (no cancellation at ``alpha_bar_k`` near 1);
+    * the transposes ``Psi_k^T`` of a chunk are stored contiguously, ``(K d, d)``, each
+      ``Psi_k^T + (-beta_k M_k)^T Psi_k^T`` written in place;
+    * after the chunk they are weighted in place by ``sqrt(beta_k / alpha_bar_{k-1})`` and
+      the sum is one symmetric product ``G^T G`` per problem.
+
+    ``dtype=float64`` runs the same code in double precision (a test checks it against
+    the plain recursion).
+    """
+    f32 = np.dtype(dtype).type
+    sch = score.schedule
+    T = sch.T
+    betas, abar = np.asarray(sch.betas), np.asarray(sch.alpha_bars)
+    d = score.d
+    nb = int(np.prod(score.batch_shape, dtype=int))
+    inv_abar = 1.0 / np.concatenate([[1.0], abar])  # 1/alpha_bar_{k-1}, k = 0..T
+    wt = np.sqrt(np.concatenate([betas * inv_abar[:T], inv_abar[T:]])).astype(f32)  # weight of Psi_k, k = 0..T
+    Wf, mu64, off = _step_factors(score, f32)
+    wc = Wf.shape[-1]
+    K = min(chunk, T)
+    marginal = score.method == "marginal"
+    abar32, onem32, betas32 = abar.astype(f32), (1.0 - abar).astype(f32), betas.astype(f32)
+    mu = (mu64[..., None, :] if marginal else mu64[:, None, :]).astype(f32)  # (nb, d, 1, f) or (nb, 1, f)
+    G = np.empty((nb, d, K, mu.shape[-1]) if marginal else (nb, K, mu.shape[-1]), f32)
+    X = np.zeros((nb, K, d, d + 2 * off), f32)  # -beta_k M_k: row i's columns at positions i + j (centred) or j
+    cur, nxt = np.empty((nb, K, d, d), f32), np.empty((nb, K, d, d), f32)
+    cur[:, 0] = np.eye(d, dtype=f32)
     acc = np.zeros((nb, d, d), f32)
-    tmp = np.empty((nb, d, d), f32)
-    for lo in range(0, sch.T, chunk):
-        hi = min(sch.T, lo + chunk)
-        K = hi - lo
-        a = abar[lo:hi, None]
-        if score.method == "marginal":
-            G = (-betas[lo:hi, None] / (a * mu[..., None, :] + (1.0 - a))).astype(f32)  # (nb, d, K, w)
-            X = G @ Wd  # (nb, d, K, d): X[:, i, j, :] = -beta_k M_k[i, :]
-            steps = [X[:, :, j, :] for j in range(K)]
-        else:
-            g = (-betas[lo:hi, None] / (a * mu[:, None, :] + (1.0 - a))).astype(f32)  # (nb, K, d)
-            X = (V[:, None, :, :] * g[:, :, None, :]) @ Vt  # (nb, K, d, d)
-            X *= band
-            steps = [X[:, j] for j in range(K)]
-        store = np.empty((nb, d, K, d), f32)
-        sq = np.sqrt(betas[lo:hi] * inv_abar[lo:hi]).astype(f32)
-        for j in range(K):
-            np.multiply(Psi, sq[j], out=store[:, :, j, :])
-            np.matmul(Psi, steps[j], out=tmp)
-            Psi += tmp
-        for b in range(nb):
-            F = store[b].reshape(d, K * d)
-            acc[b] += F @ F.T
-    P64 = Psi.astype(np.float64)
-    C = acc.astype(np.float64) + inv_abar[sch.T] * (P64 @ np.swapaxes(P64, -1, -2))
+    for s_lo in range(0, T + 1, K):  # slots s_lo .. s_lo + K - 1 of `cur` hold Psi_s^T
+        ks = np.arange(s_lo, min(s_lo + K, T))  # the steps taking slot s to s + 1
+        n = ks.size
+        if n:
+            g = G[..., :n, :]  # -beta_k / (alpha_bar_k mu + 1 - alpha_bar_k)
+            np.multiply(mu, abar32[ks, None], out=g)
+            g += onem32[ks, None]
+            np.divide(-betas32[ks, None], g, out=g)
+            for i in range(d):
+                c0 = i if off else 0
+                np.matmul(G[:, i, :n] if marginal else g, Wf[:, i], out=X[:, :n, i, c0:c0 + wc])
+            for j in range(n):
+                dst = cur[:, j + 1] if j + 1 < K else nxt[:, 0]
+                np.matmul(np.swapaxes(X[:, j, :, off:off + d], -1, -2), cur[:, j], out=dst)
+                dst += cur[:, j]
+        m = min(K, T + 1 - s_lo)
+        F = cur[:, :m]
+        F *= wt[s_lo:s_lo + m, None, None]
+        F = F.reshape(nb, m * d, d)
+        acc += np.matmul(np.swapaxes(F, -1, -2), F)
+        cur, nxt = nxt, cur
+    C = acc.astype(np.float64)
     C = 0.5 * (C + np.swapaxes(C, -1, -2))
     return C.reshape(score.batch_shape + (d, d))
+
+
+def _generated_covariance_diagonal(score: LinearScore) -> np.ndarray:
+    """Exact generated covariance for ``r = 0``: every ``M_k`` is diagonal, so the ``B_k`` commute.
+
+    ``C_gen = diag(c)`` with the scalar recursion ``c <- b_k^2 c + beta_k``, ``b_k = (1 - beta_k m_k) / sqrt(alpha_k)``
+    per coordinate, from ``c = 1`` (``O(T d)``, float64, for either ``dtype``).
+    """
+    sch = score.schedule
+    betas, alphas = np.asarray(sch.betas), np.asarray(sch.alphas)
+    m = score.band_rows(0, sch.T)[..., 0]  # (..., T, d): the diagonals M_k[i, i]
+    c = np.ones(score.batch_shape + (score.d,))
+    for k in range(sch.T - 1, -1, -1):
+        b = (1.0 - betas[k] * m[..., k, :]) / np.sqrt(alphas[k])
+        c = b * b * c + betas[k]
+    return c[..., :, None] * np.eye(score.d)
 
 
 def generated_covariance_banded(score: LinearScore, *, chunk: int = 50) -> np.ndarray:

@@ -93,7 +93,35 @@ def window_blocks(A: np.ndarray, r: int) -> np.ndarray:
     block of row ``i`` is ``A[S_i, S_i]`` followed by an identity block on the
     unused positions (see :func:`_window_index`), so the inverse of the padded
     block restricted to the valid positions is ``inv(A[S_i, S_i])``.
+
+    Rows ``i >= r`` (``lo_i = i - r``) are the diagonal windows of ``blockdiag(A, I_w)``,
+    copied from one strided view; the first ``r`` rows (whose windows are cut at the
+    start) are patched one by one.  :func:`_window_blocks_reference` is the direct gather.
     """
+    d = A.shape[-1]
+    w = min(2 * r + 1, d)
+    batch = A.shape[:-2]
+    Ap = np.zeros(batch + (d + w, d + w), dtype=A.dtype)
+    Ap[..., :d, :d] = A
+    Ap[..., np.arange(d, d + w), np.arange(d, d + w)] = 1.0
+    out = np.empty(batch + (d, w, w), dtype=A.dtype)
+    n_shift = d - min(r, d)  # rows i = r .. d - 1, lo_i = i - r
+    if n_shift:
+        s0, s1 = Ap.strides[-2:]
+        view = np.lib.stride_tricks.as_strided(Ap, shape=batch + (n_shift, w, w), strides=Ap.strides[:-2] + (s0 + s1, s0, s1),
+                                               writeable=False)
+        out[..., d - n_shift:, :, :] = view
+    for i in range(min(r, d)):  # lo_i = 0, hi_i = i + r + 1
+        hi = min(d, i + r + 1)
+        blk = out[..., i, :, :]
+        blk[...] = 0.0
+        blk[..., :hi, :hi] = A[..., :hi, :hi]
+        blk[..., np.arange(hi, w), np.arange(hi, w)] = 1.0
+    return out
+
+
+def _window_blocks_reference(A: np.ndarray, r: int) -> np.ndarray:
+    """:func:`window_blocks` by one fancy-index gather (the independent reference of the tests)."""
     d = A.shape[-1]
     pos, valid, _ = _window_index(d, r)
     pc = np.minimum(pos, d - 1)
