@@ -363,8 +363,8 @@ def train_dae(
         and step (the exact reparametrization), ``"full"`` the legacy kernel's
         ``m n`` (the same random numbers as ``kernel="legacy"``, so the same
         result up to rounding: 1e-15 in float64, tested); ``"auto"``: reduced
-        when ``4 D <= n`` and ``(m + n) D < m n`` (n = 768, D = 8; n = 48,
-        D <= 12), else full.
+        when ``6 D <= n`` and ``(m + n) D < m n`` (n = 768, D = 8; n = 48,
+        D <= 8), else full.
     mask : bool array ``(B, N)`` (or ``(N,)``), optional
         Valid rows of each problem; every problem needs at least one.
     retraction : {"qr", "polar"}, default "qr"
@@ -513,8 +513,8 @@ def train_dae(
         V = dae.U.detach().transpose(-1, -2).contiguous()  # (B, D, n)
         D = V.shape[1]
         # the reduced draw saves two products with the samples but adds D x D work (measured: faster at
-        # n = 768, D = 8 and n = 48, D = 8; slower at n = 48, D >= 18)
-        reduced = noise == "reduced" or (noise == "auto" and 4 * D <= n and (batch_size + n) * D < batch_size * n)
+        # n = 768, D = 8 and n = 48, D <= 8; slower at n = 48, D = 12 (0.91x) and D = 16 (0.83x))
+        reduced = noise == "reduced" or (noise == "auto" and 6 * D <= n and (batch_size + n) * D < batch_size * n)
         width = batch_size * D + D * n if reduced else batch_size * n
         chunk = int(max(1, min(64, max(steps, 1), _BUFFER_BYTES // max(1, B * width * itemsize))))
         u_buf = torch.empty((B, chunk, 2, batch_size), dtype=torch.float64, device=device)
