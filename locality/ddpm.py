@@ -418,10 +418,13 @@ def _generated_covariance_single(score: LinearScore, chunk: int, dtype: Any = np
     organised so that each step is one GEMM on contiguous operands plus one add (issue 16):
 
     * the ``-beta_k M_k`` of a chunk of ``K`` steps are formed row by row from the factors of
-      :func:`_step_factors`, ``d`` batched products per chunk costing ``O(d wc f)`` per step
-      (``wc = 2 r + 1``: not a dense ``d^3`` product for small ``r``), written straight into a
-      reused ``(K, d, d + 2 r)`` buffer in which row ``i``'s band sits at positions
-      ``i .. i + 2 r`` (so every band lands in place with no scatter; the rest stays zero);
+      :func:`_step_factors`, ``d`` batched products per chunk, each restricted to the window
+      columns ``[lo_i, hi_i)`` of row ``i`` (and, marginal, to its ``n_i = hi_i - lo_i`` true
+      eigenpairs): ``O(sum_i n_i^2)`` (marginal) or ``O(d sum_i n_i)`` (truncate) per step
+      instead of a dense ``d^3`` product, written straight into a reused buffer in which
+      column ``c`` of row ``i`` sits at position ``c + r`` (centred) or ``c`` (so every band
+      lands in place with no scatter; the rest stays zero; one spare row per step keeps the
+      step stride off multiples of 4 KiB);
       the spectra ``g_k`` are evaluated in place in one reused buffer, ``1 - alpha_bar_k``
       taken from float64 (no cancellation at ``alpha_bar_k`` near 1);
     * the transposes ``Psi_k^T`` of a chunk are stored contiguously, ``(K d, d)``, each
@@ -441,13 +444,16 @@ def _generated_covariance_single(score: LinearScore, chunk: int, dtype: Any = np
     inv_abar = 1.0 / np.concatenate([[1.0], abar])  # 1/alpha_bar_{k-1}, k = 0..T
     wt = np.sqrt(np.concatenate([betas * inv_abar[:T], inv_abar[T:]])).astype(f32)  # weight of Psi_k, k = 0..T
     Wf, mu64, off = _step_factors(score, f32)
-    wc = Wf.shape[-1]
+    win_lo = np.maximum(0, np.arange(d) - score.r)
+    win_hi = np.minimum(d, np.arange(d) + score.r + 1)
     K = min(chunk, T)
     marginal = score.method == "marginal"
     abar32, onem32, betas32 = abar.astype(f32), (1.0 - abar).astype(f32), betas.astype(f32)
     mu = (mu64[..., None, :] if marginal else mu64[:, None, :]).astype(f32)  # (nb, d, 1, f) or (nb, 1, f)
     G = np.empty((nb, d, K, mu.shape[-1]) if marginal else (nb, K, mu.shape[-1]), f32)
-    X = np.zeros((nb, K, d, d + 2 * off), f32)  # -beta_k M_k: row i's columns at positions i + j (centred) or j
+    # -beta_k M_k, column c of row i at position c + off; one spare row per step keeps the step stride off
+    # multiples of 4 KiB (cache-set aliasing in the row-by-row writes)
+    X = np.zeros((nb, K, d + 1, d + 2 * off), f32)[:, :, :d, :]
     cur, nxt = np.empty((nb, K, d, d), f32), np.empty((nb, K, d, d), f32)
     cur[:, 0] = np.eye(d, dtype=f32)
     acc = np.zeros((nb, d, d), f32)
@@ -459,9 +465,11 @@ def _generated_covariance_single(score: LinearScore, chunk: int, dtype: Any = np
             np.multiply(mu, abar32[ks, None], out=g)
             g += onem32[ks, None]
             np.divide(-betas32[ks, None], g, out=g)
-            for i in range(d):
-                c0 = i if off else 0
-                np.matmul(G[:, i, :n] if marginal else g, Wf[:, i], out=X[:, :n, i, c0:c0 + wc])
+            for i in range(d):  # only the window columns [lo_i, hi_i) and (marginal) its n_i true eigenpairs
+                lo_i, hi_i = int(win_lo[i]), int(win_hi[i])
+                j0 = lo_i - (i - off) if off else lo_i
+                np.matmul(G[:, i, :n, :hi_i - lo_i] if marginal else g, Wf[:, i, :hi_i - lo_i if marginal else d, j0:j0 + hi_i - lo_i],
+                          out=X[:, :n, i, lo_i + off:hi_i + off])
             for j in range(n):
                 dst = cur[:, j + 1] if j + 1 < K else nxt[:, 0]
                 np.matmul(np.swapaxes(X[:, j, :, off:off + d], -1, -2), cur[:, j], out=dst)
