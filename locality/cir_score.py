@@ -13,8 +13,8 @@ Many networks as one
 A sweep trains one network per radius, trial and training set.  Here ``B``
 networks are ONE module (:class:`LocalScoreMLP` with a sequence of radii): every
 weight has a leading network axis, each layer is one batched product for all
-networks, and one Adam step (:func:`molrg.nn.batched_adam`, fused on CPU)
-updates all of them.  Nothing couples them: the loss is the sum of the
+networks, and one Adam step (:class:`FlatAdam`, on one flat buffer holding every
+parameter) updates all of them.  Nothing couples them: the loss is the sum of the
 per-network losses, Adam is elementwise, and network ``b`` is initialized from,
 and draws its mini-batches, diffusion steps and noise from, its own
 :class:`torch.Generator` (:class:`molrg.nn.NetworkStreams`).  A network's
@@ -60,6 +60,14 @@ Implementation choices (SPEC B5 measured with these):
   and 0.029 with 100 strided steps here; 0.039-0.043 with ``sample_ddpm`` on 100
   Karras levels, whose posterior variance undershoots on a coarse grid; 0.040-0.050
   with ``sample_heun``, 18 or 30 levels), so the CIR code keeps this chain.
+* Cost (issue 16, second round; ``benchmarks/bench_cir.py``).  The products are
+  tiny (width 32), so what costs is memory traffic, temporaries and calls:
+  the training step keeps its megabyte-sized activations in buffers reused
+  between steps (fresh ones are returned to the kernel by glibc and faulted
+  back in every step), gathers the scored windows straight from ``x_k`` with a
+  cached reflected-index table, and steps Adam on one flat buffer; the sampler
+  runs all series of a network in one chain, updated in place, and evaluates
+  the network 16 series at a time in buffers allocated once.
 
 Everything is float32 on a ``device`` argument (CPU by default) and seeded through
 ``random_state``: the same seed gives the same networks, losses and samples.

@@ -58,6 +58,26 @@ for r = 2, 4, 8, 16 is -0.023, -0.018, -0.017, -0.008 at N = 100 and -0.027,
 -0.021, -0.022, -0.012 at N = 1000 (before: -0.012 to -0.038), W1 0.017-0.027
 (before 0.017-0.025), r = 0 lag-1 -0.003.  Tried and not kept: 50 sampler
 steps (lag-1 0.02 lower at every r), 800 Adam steps (W1 up to 0.036).
+
+Issue 16, second round (target 600 s for the whole report; this experiment had
+71.1 s of compute): the same setup, computed with less waste (module docstring
+of :mod:`locality.cir_score`, ``benchmarks/bench_cir.py``).  Training: the
+activations and backward temporaries in buffers reused between steps (the
+fresh megabyte temporaries were returned to the kernel and faulted back in
+every step: 370 -> 92 minor page faults per step), the output layer as a
+product-and-sum instead of a two-column product, mini-batch rows by
+``index_select``, windows gathered with a cached reflected-index table, and Adam
+on one flat buffer (:class:`locality.cir_score.FlatAdam`; torch's Adam also
+loaded its compiler stack, 1.5 s per fresh process): the same losses up to
+rounding.  Sampling: all 250 series of a network in one chain updated in
+place, the network evaluated 16 series at a time in buffers allocated once
+(1.8-2x).  Metrics: the exact W1 with the Gamma quantile on the grid ``i/n``
+only (10x; 25x for a repeated size).  Measured on the busy 2-core machine, one
+worker, both chunks of the full grid in the same session: 45.5 and 37.9 s of
+CPU before, 24.2 and 21.3 s after (1.8x; wall 100 and 76 s before, 47 and 43 s
+after).  The sampler's draws changed (one start and one noise draw per network
+and step instead of per batch of 100 series): the table moves within its
+Monte-Carlo spread (final losses equal to 4 digits).
 """
 
 from __future__ import annotations
