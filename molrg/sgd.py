@@ -161,10 +161,12 @@ def _initial_bases(init, X, mask, dims, rngs, true_bases, perturbation, spectral
         U0[:] = np.concatenate([np.asarray(U, dtype=np.float64) for U in bases], axis=-1)
     elif init == "near_truth":
         truth = _check_truth(true_bases, dims, B, n)
-        for b in range(B):
+        G = np.empty((B, n, cuts[-1]))
+        for b in range(B):  # each problem's draws in its own stream, then one batched polar factor per component
             for k, d in enumerate(dims):
-                G = rngs[b].standard_normal((n, d)) / math.sqrt(n)
-                U0[b, :, cuts[k] : cuts[k + 1]] = orthonormalize(truth[k][b] + perturbation * G)
+                G[b, :, cuts[k] : cuts[k + 1]] = rngs[b].standard_normal((n, d)) / math.sqrt(n)
+        for k in range(len(dims)):
+            U0[..., cuts[k] : cuts[k + 1]] = orthonormalize(truth[k] + perturbation * G[..., cuts[k] : cuts[k + 1]])
     else:  # pragma: no cover - validated before
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     return U0
@@ -349,9 +351,9 @@ def train_dae(
         measured), a trained end in a worse basin by 5e-7 and more (measured).
     kernel : {"auto", "fast", "legacy"}, default "auto"
         ``"fast"`` (issue 16): the iterate held transposed, the QR retraction
-        folded into the next step as a ``D x D`` transform, and the noise drawn
-        through an exact reparametrization, ``(m + n) D`` normals per problem
-        and step instead of ``m n`` (see :func:`_fast_sgd_step`): the same
+        folded into the next step as a ``D x D`` transform, and (small ``D``) the
+        noise drawn through an exact reparametrization, ``(m + n) D`` normals per
+        problem and step instead of ``m n`` (see :func:`_fast_sgd_step`): the same
         stochastic gradient in law, so for a given seed the statistics, not the
         numbers, of the old kernel.  ``"legacy"``: the previous kernel
         (:func:`molrg.loss._loss_and_grad_bases` on ``m x n`` noise, explicit
@@ -673,10 +675,14 @@ def orthonormalize_blocks(U, dims):
 
 
 # --------------------------------------------------------------------------- the fast kernel (issue 16)
-# The iterate is held TRANSPOSED and un-normalized, ``V (B, D, n)``: the products with the
-# samples are then (B, m, n) @ (B, n, D) with a contiguous right factor and (B, D, m) @ (B, m, n),
-# the layouts MKL runs fastest, and the QR retraction is folded into the next step as a D x D
-# transform ``U = T V`` (no pass over the (B, D, n) stack of its own).
+# The iterate is held TRANSPOSED and un-normalized, ``V (B, D, n)``; each step starts with the
+# Cholesky-QR retraction of the previous one, ``U^T = T V`` (T block-diagonal, one (B, D, D) product).
+# The per-sample arrays (projections, residuals, gradient factors) are held sample-minor, (B, D, m),
+# and the per-component ones (posterior weights) as (B, K, m): on the CPU, torch runs broadcasts and
+# reductions over a short innermost axis element by element, and these layouts put the batch size
+# m = 32 innermost.  The trainer gathers the mini-batch rows with one index_select on the flattened
+# data and computes the time coefficients of a whole chunk of steps at once (issue 16: 1.3x-1.8x per
+# chunk of the five SGD experiments over the previous fast kernel, benchmarks/bench_sgd.py).
 def _block_transform(Gv, dims):
     """``T = blockdiag(L_k^{-1})`` with ``L_k L_k^T`` the diagonal blocks of ``Gv = V V^T``: ``T V`` is the
     Cholesky-QR retraction of every component (the QR retraction of SPEC A7).  None if a block is not
