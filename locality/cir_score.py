@@ -433,7 +433,8 @@ class LocalScoreMLP(nn.Module):
         SiLU) instead of autograd: no graph bookkeeping, and the output layer's
         backward as an outer product instead of a slow 2-column matrix product
         (``benchmarks/bench_cir.py``).  The gradient of the SUM of the ``B`` losses
-        is written into every parameter's ``.grad`` (replacing it); network ``b``'s
+        is written into every parameter's ``.grad`` (in place where it exists with
+        that shape, e.g. a view of :class:`FlatAdam`'s flat gradient); network ``b``'s
         gradient depends on its own data only.  ``x``: ``(B, S, L)``; ``k``:
         ``(B, S)`` integer steps; ``pos``: ``(B, S, P)`` positions whose windows are
         scored (``None``: all ``L``); ``eps``: the targets there, ``(B, S, P)``.
@@ -988,6 +989,7 @@ def train_local_scores(
             sched.step()
         losses[it] = loss.detach()
     runtime = time.perf_counter() - t0
+    net._ws = None  # the training workspace (activation buffers) is not needed any more
     net.eval()
     return LocalScoreFit(
         network=net, radii=tuple(radii), mean=mean, scale=scale, length=L, schedule=schedule,
