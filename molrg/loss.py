@@ -32,6 +32,7 @@ relative accuracy ~1e-10) of the uniform density otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +170,26 @@ def loss_coefficients(schedule="vp", *, t_range=None, T=None, weighting="uniform
     """
     schedule = get_schedule(schedule)
     lo, hi = time_range(schedule, t_range)
+    if T is not None:
+        T = check_int("T", T, low=1)
+    if isinstance(weighting, str):  # a named weighting: the same numbers for the same schedule, cached
+        try:
+            return _cached_coefficients(schedule, lo, hi, T, weighting)
+        except TypeError:  # an unhashable schedule
+            pass
+    return _loss_coefficients(schedule, lo, hi, T, weighting)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_coefficients(schedule, lo, hi, T, weighting):
+    """:func:`_loss_coefficients` memoized (the quadrature of the ``"snr"`` weighting takes ~0.5 s, and every
+    chunk of an SGD sweep asks for the same coefficients).
+    """
+    return _loss_coefficients(schedule, lo, hi, T, weighting)
+
+
+def _loss_coefficients(schedule, lo, hi, T, weighting) -> LossCoefficients:
+    """:func:`loss_coefficients` on a resolved schedule and validated ``(lo, hi, T)``."""
     lam_fn = get_weighting(weighting, schedule)
 
     def parts(t):
@@ -179,7 +200,6 @@ def loss_coefficients(schedule="vp", *, t_range=None, T=None, weighting="uniform
         return lam, lam * c * c * sg * sg, lam * c * (2.0 - c)
 
     if T is not None:
-        T = check_int("T", T, low=1)
         vals = parts(_grid(lo, hi, T))
         out = [float(v.mean()) for v in vals]
         method = "grid"

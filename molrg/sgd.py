@@ -826,23 +826,23 @@ def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None, co
         wf = torch.nn.functional.one_hot(j, len(dims)).to(V.dtype).transpose(1, 2)
     else:
         wf = None
-    ZwT = ZT if wf is None else _times_components(ZT, wf, dims)
-    cZwT = cr * ZwT
+    cZwT = cr * ZT if wf is None else _times_components(ZT, wf * cr, dims)  # c Z_w
+    lr_ = coefs[4][:, None, :]  # 2 lam / m: beta Z_w = (2 lam / m) c Z_w
     if G is None:
         VrT = cZwT - pT
     else:
         VrT = torch.baddbmm(pT, G.transpose(-1, -2), cZwT, beta=-1.0)  # U^T r = c G Z_w - p, r = c U Z_w - x0
     loss = (lam * (((VrT - pT) * cZwT).sum(1) + sq)).mean(-1)
-    rightT = br * (VrT if wf is None else _times_components(VrT, wf, dims))
     if dae.name == "softmax":
         wa = w * _segment_sums_t(VrT * ZT, dims).double()  # w_k a_k / (2 lam c), (B, K, m)
         abar = wa[:, 0]
         for k in range(1, len(dims)):
             abar = abar + wa[:, k]
-        delta = (wa - w * abar[:, None]) * coefs[4][:, None]  # w_k (a_k - sum_j w_j a_j) (2 / m) gamma
-        rightT = rightT + _times_components(ZT, delta.to(V.dtype), dims)
-    bZwT = br * ZwT
-    Mm = bZwT @ cZwT.transpose(-1, -2)  # sum_m c beta Zw Zw^T (symmetric)
+        delta = (wa - w * abar[:, None]) * coefs[5][:, None]  # w_k (a_k - sum_j w_j a_j) (2 / m) gamma
+        rightT = _times_components(VrT, wf * br, dims, ZT, delta.to(V.dtype))  # beta Vr w + delta Z
+    else:
+        rightT = br * (VrT if wf is None else _times_components(VrT, wf, dims))
+    Mm = cZwT @ (lr_ * cZwT).transpose(-1, -2)  # sum_m c beta Zw Zw^T (symmetric)
     if eps is None:
         Mg = (sgr * g.transpose(-1, -2)) @ rightT.transpose(-1, -2)  # sum_m sigma g rho^T
         Fs = _psd_root(rightT.transpose(-1, -2), sg)
@@ -856,7 +856,7 @@ def _fast_sgd_step(dae, V, x0, sq, t, g, Ht, schedule, lam_fn, eta, eps=None, co
         Vn.baddbmm_(Fs, Ht, alpha=-eta)
     else:
         Vn.baddbmm_(sgr * rightT, eps, alpha=-eta)
-    Vn.baddbmm_(rightT - bZwT, x0, alpha=-eta)
+    Vn.baddbmm_(torch.addcmul(rightT, lr_, cZwT, value=-1.0), x0, alpha=-eta)
     return loss, Vn
 
 
@@ -870,14 +870,20 @@ def _segment_sums_t(aT, dims):
     return torch.stack([aT[:, p:q].sum(1) for p, q in zip(cuts[:-1], cuts[1:])], 1)
 
 
-def _times_components(aT, w, dims):
-    """``aT * expand(w)``: ``aT`` ``(B, D, m)`` times per-component values ``w`` ``(B, K, m)`` on each
-    component's rows (``BasesDAE.expand``).
+def _times_components(aT, w, dims, bT=None, v=None):
+    """``aT * expand(w)`` (``+ bT * expand(v)``): ``aT``, ``bT`` ``(B, D, m)`` times per-component values
+    ``w``, ``v`` ``(B, K, m)`` on each component's rows (``BasesDAE.expand``).
     """
     B, D, m = aT.shape
     if len(set(dims)) == 1:
-        return (aT.view(B, len(dims), dims[0], m) * w[:, :, None, :]).view(B, D, m)
-    return aT * w.repeat_interleave(torch.as_tensor(dims, device=w.device), dim=1)
+        shape = (B, len(dims), dims[0], m)
+        out = aT.view(shape) * w[:, :, None, :]
+        if bT is not None:
+            out.addcmul_(bT.view(shape), v[:, :, None, :])
+        return out.view(B, D, m)
+    reps = torch.as_tensor(dims, device=w.device)
+    out = aT * w.repeat_interleave(reps, dim=1)
+    return out if bT is None else out.addcmul_(bT, v.repeat_interleave(reps, dim=1))
 
 
 def _softmax_k(logits):
@@ -922,14 +928,14 @@ def _orthonormal_rows(V, dims):
 
 def _time_coefficients(name, t, schedule, lam_fn, m):
     """Per-sample coefficients of :func:`_fast_sgd_step` at times ``t`` (any shape): ``(sigma, c, lambda,
-    beta = 2 lambda c / m)``, and for the softmax DAE ``2 lambda c (2 / m) gamma`` in float64,
+    beta = 2 lambda c / m, 2 lambda / m)``, and for the softmax DAE ``2 lambda c (2 / m) gamma`` in float64,
     ``gamma = 1 / (2 sigma^2 (1 + sigma^2))``.
     """
     sg = schedule.sigma(t)
     c = 1.0 / (1.0 + sg * sg)
     lam = lam_fn(t) * torch.ones_like(t)
     lc = lam * c
-    out = [sg, c, lam, (2.0 / m) * lc]
+    out = [sg, c, lam, (2.0 / m) * lc, (2.0 / m) * lam]
     if name == "softmax":
         gamma = 1.0 / (2.0 * sg * sg * (1.0 + sg * sg))
         out.append((2.0 * lc).double() * ((2.0 / m) * gamma).double())

@@ -363,6 +363,9 @@ def test_fast_kernel_component_helpers(dims):
     assert_allclose(_segment_sums_t(a, dims).numpy(), sums, atol=1e-12)
     prod = a.numpy() * np.repeat(w.numpy(), dims, axis=1)
     assert_allclose(_times_components(a, w, dims).numpy(), prod, atol=1e-12)
+    b, v = a.flip(-1), w.flip(-1) * 2
+    both = prod + b.numpy() * np.repeat(v.numpy(), dims, axis=1)
+    assert_allclose(_times_components(a, w, dims, b, v).numpy(), both, atol=1e-12)
     logits = torch.as_tensor(rng.standard_normal((B, m, K)) * 50).transpose(1, 2)  # strided, as in the kernel
     assert_allclose(_softmax_k(logits).numpy(), torch.softmax(logits, 1).numpy(), atol=1e-14)
     V = torch.as_tensor(rng.standard_normal((B, D, n)))
@@ -391,3 +394,19 @@ def test_psd_root_cholesky_and_qr_fallback():
     Fs = _psd_root(R, sg)
     assert_allclose((Fs @ Fs.transpose(-1, -2)).numpy(), (A.transpose(-1, -2) @ A).numpy(), atol=1e-12)
     assert_allclose(Fs[0].numpy(), np.linalg.cholesky((A.transpose(-1, -2) @ A)[0].numpy()), atol=1e-12)
+
+
+def test_loss_coefficients_cache_is_the_computation():
+    """Named weightings are memoized per schedule and time range: the same numbers as the uncached quadrature."""
+    from molrg.loss import _loss_coefficients, loss_coefficients
+    from molrg.schedules import get_schedule
+
+    sched = get_schedule("vp")
+    for weighting, T in (("snr", None), ("uniform", None), ("snr", 50)):
+        a = loss_coefficients("vp", weighting=weighting, T=T)
+        assert loss_coefficients(sched, weighting=weighting, T=T) is a
+        assert a == _loss_coefficients(sched, float(sched.t_min), float(sched.t_max), T, weighting)
+    custom = loss_coefficients("vp", weighting=lambda t: 1.0 + 0.0 * t)  # a callable is not cached
+    assert custom == loss_coefficients("vp", weighting="uniform")
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        loss_coefficients("vp", weighting="nope")
