@@ -12,7 +12,11 @@ processes distorts less than wall time) for the MLP ensembles of molrg-generaliz
   fused Adam (what :func:`molrg.mlp.train_mlp_denoiser` did before) against
   :class:`molrg.nn.StackedTrainer` (hand-written backward through numpy's BLAS, one fused
   Adam call on the stacked buffer), alternated ``--repeats`` times (the minimum and the
-  median of the per-step times: other processes on a shared machine distort single runs).
+  median of the per-step times: other processes on a shared machine distort single runs);
+* the Jacobians of :func:`molrg.jacobian.denoiser_jacobian` (8 points, n = 64): the default
+  ``method="replicate"`` (plain autograd on n copies; an MLP member's written-out
+  Jacobian) against ``method="rowsum"`` (``torch.func.jacrev`` + ``vmap``), for the
+  closed-form MoLRG denoiser (10 subspaces of dimension 6) and an MLP member.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_mlp.py [--models 24] [--n 8] [--width 256]
 [--batch 256] [--steps 30] [--repeats 5] [--quick]`` (molrg-generalization's chunks: ``--models 16
@@ -128,6 +132,26 @@ def main(argv=None):
     for name, ts in res.items():
         print(f"  {name:22s} min {min(ts) * 1e3:8.2f} ms  median {np.median(ts) * 1e3:8.2f} ms   "
               f"({base / np.median(ts):.2f}x)")
+
+    # Jacobians along a trajectory: the default (replicate / explicit) against jacrev + vmap
+    from molrg import MoLRG
+    from molrg.jacobian import denoiser_jacobian
+    from molrg.mlp import MLPDenoiser
+    from molrg.sampling import closed_form_denoiser
+
+    dens = {
+        "closed form": (closed_form_denoiser(MoLRG.random(64, [6] * 10, random_state=0)), torch.float64),
+        "MLP member": (MLPDenoiser(64, width=a.width, depth=3, random_state=0).member(0), torch.float32),
+    }
+    print("denoiser_jacobian, 8 points, n = 64 (CPU s per call, first calls included in neither):")
+    for name, (den, dtype) in dens.items():
+        xj = torch.randn(8, 64, dtype=dtype)
+        t = {m: [] for m in ("replicate", "rowsum")}
+        for _ in range(a.repeats):
+            for m in t:
+                t[m].append(_per_step(lambda: denoiser_jacobian(den, xj, 1.0, 0.5, method=m), a.steps))
+        rep, ref = np.median(t["replicate"]), np.median(t["rowsum"])
+        print(f"  {name:12s} replicate {rep * 1e3:7.2f} ms   rowsum (jacrev) {ref * 1e3:7.2f} ms   ({ref / rep:.2f}x)")
 
 
 if __name__ == "__main__":
