@@ -684,33 +684,28 @@ def orthonormalize_blocks(U, dims):
 # data and computes the time coefficients of a whole chunk of steps at once (issue 16: 1.3x-1.8x per
 # chunk of the five SGD experiments over the previous fast kernel, benchmarks/bench_sgd.py).
 def _block_transform(Gv, dims):
-    """``T = blockdiag(L_k^{-1})`` with ``L_k L_k^T`` the diagonal blocks of ``Gv = V V^T``: ``T V`` is the
-    Cholesky-QR retraction of every component (the QR retraction of SPEC A7).  None if a block is not
-    positive definite (the caller then re-orthonormalizes explicitly).
+    """``(T, bad)``: ``T = blockdiag(L_k^{-1})`` with ``L_k L_k^T`` the diagonal blocks of ``Gv = V V^T``, so
+    that ``T V`` is the Cholesky-QR retraction of every component (the QR retraction of SPEC A7), and the
+    bool ``(B,)`` mask of the problems with a block that is not numerically positive definite (their ``T``
+    is not valid: the caller re-orthonormalizes them explicitly).
     """
     K, d0 = len(dims), dims[0]
     B, D, _ = Gv.shape
+    T = torch.zeros_like(Gv)
     if len(set(dims)) == 1:
         blocks = torch.diagonal(Gv.reshape(B, K, d0, K, d0), dim1=1, dim2=3).permute(0, 3, 1, 2)  # (B, K, d, d)
-    else:
-        cuts = np.cumsum((0,) + tuple(dims))
-        blocks = None
-    T = torch.zeros_like(Gv)
-    if blocks is not None:
         L, info = torch.linalg.cholesky_ex(blocks)
-        if bool((info != 0).any()):
-            return None
         eye = torch.eye(d0, dtype=Gv.dtype, device=Gv.device)
         Linv = torch.linalg.solve_triangular(L, eye, upper=False)  # (B, K, d, d)
-        for k in range(K):
-            T[:, k * d0 : (k + 1) * d0, k * d0 : (k + 1) * d0] = Linv[:, k]
-        return T
+        torch.diagonal(T.view(B, K, d0, K, d0), dim1=1, dim2=3).copy_(Linv.permute(0, 2, 3, 1))
+        return T, (info != 0).any(-1)
+    cuts = np.cumsum((0,) + tuple(dims))
+    bad = torch.zeros(B, dtype=torch.bool, device=Gv.device)
     for a, b in zip(cuts[:-1], cuts[1:]):
         L, info = torch.linalg.cholesky_ex(Gv[:, a:b, a:b])
-        if bool((info != 0).any()):
-            return None
+        bad |= info != 0
         T[:, a:b, a:b] = torch.linalg.solve_triangular(L, torch.eye(int(b - a), dtype=Gv.dtype, device=Gv.device), upper=False)
-    return T
+    return T, bad
 
 
 def _retract_rows(V, dims):
@@ -720,13 +715,20 @@ def _retract_rows(V, dims):
 
 
 def _retraction(V, dims):
-    """``(V, T, Gv)``: the transform ``T`` with ``U = T V`` orthonormal per component, ``Gv = V V^T``."""
+    """``(V, T, Gv)``: the transform ``T`` with ``U = T V`` orthonormal per component, ``Gv = V V^T``.
+
+    A problem with a component that lost rank numerically (float32 after a large exact-phase step, measured:
+    some problem of the batch at nearly every step of molrg-sgd-k3-spectral, d = 8) is re-orthonormalized
+    explicitly (polar) and gets ``T = I``; the others keep their Cholesky-QR transform.
+    """
     Gv = V @ V.transpose(-1, -2)
-    T = _block_transform(Gv, dims)
-    if T is None:  # a component lost rank: re-orthonormalize explicitly (rare), then T = I
-        V = _retract_rows(V, dims).contiguous()
-        Gv = V @ V.transpose(-1, -2)
-        T = torch.eye(V.shape[1], dtype=V.dtype, device=V.device).expand_as(Gv).clone()
+    T, bad = _block_transform(Gv, dims)
+    if bool(bad.any()):
+        idx = bad.nonzero().squeeze(1)
+        V = V.clone()
+        V[idx] = _retract_rows(V[idx], dims)
+        Gv[idx] = V[idx] @ V[idx].transpose(-1, -2)
+        T[idx] = torch.eye(V.shape[1], dtype=V.dtype, device=V.device)
     return V, T, Gv
 
 
@@ -913,8 +915,9 @@ def _orthonormal_rows(V, dims):
         d = dims[0]
         Gv = V @ V.transpose(-1, -2)
         L, info = torch.linalg.cholesky_ex(torch.diagonal(Gv.view(B, K, d, K, d), dim1=1, dim2=3).permute(0, 3, 1, 2))
-        if bool((info != 0).any()):  # a component lost rank: re-orthonormalize explicitly (rare)
-            Ut = _retract_rows(V, dims).contiguous()
+        if bool((info != 0).any()):  # a component lost rank: those problems re-orthonormalized explicitly (rare)
+            V, T, _ = _retraction(V, dims)
+            Ut = torch.bmm(T, V)
         else:  # T = blockdiag(L_k^{-1}) as one (B, D, D) matrix: one product over B, cheaper than B K small ones
             T = Gv.new_zeros((B, D, D))
             eye = torch.eye(d, dtype=V.dtype, device=V.device)

@@ -410,3 +410,26 @@ def test_loss_coefficients_cache_is_the_computation():
     assert custom == loss_coefficients("vp", weighting="uniform")
     with pytest.raises(ValueError, match="weighting must be one of"):
         loss_coefficients("vp", weighting="nope")
+
+
+def test_retraction_repairs_only_the_rank_deficient_problems():
+    """A batch with one problem whose component lost rank: that one is re-orthonormalized (polar, T = I), the
+    others keep their Cholesky-QR transform; every problem ends with orthonormal rows spanning its old ones."""
+    from molrg.sgd import _retraction
+
+    rng = np.random.default_rng(5)
+    V = torch.as_tensor(rng.standard_normal((3, 6, 10)))
+    V[1, 1] = V[1, 0]  # problem 1, component 0: rank 1 of 3
+    V2, T, _ = _retraction(V.clone(), (3, 3))
+    Uo, To, _ = _retraction(V[[0, 2]].clone(), (3, 3))
+    assert_allclose(T[[0, 2]].numpy(), To.numpy(), atol=1e-12)
+    assert_allclose(V2[[0, 2]].numpy(), V[[0, 2]].numpy())
+    assert_allclose(T[1].numpy(), np.eye(6))
+    U = T @ V2
+    for b in range(3):
+        for a in (0, 3):
+            Ub = U[b, a : a + 3].numpy()
+            assert_allclose(Ub @ Ub.T, np.eye(3), atol=1e-10)
+            if b != 1 or a == 3:
+                Vb = V[b, a : a + 3].numpy()
+                assert_allclose(Ub.T @ Ub, np.linalg.pinv(Vb) @ Vb, atol=1e-10)
