@@ -195,6 +195,8 @@ def _window_errors(Sb: BandedMatrix, p: np.ndarray, radii: np.ndarray, Pb: Bande
     trunc = np.zeros((radii.size, d)) if Pb is not None else None
     live = radii < d - 1
     step = max(1, _WINDOW_ENTRIES // (w * w))
+    kk = 2 * np.minimum(radii, R)  # last window position of each radius
+    strict = np.tri(w, k=-1, dtype=bool)  # strictly lower triangle of a window
     for lo in range(0, d, step):
         rows = slice(lo, min(d, lo + step))
         W, valid = band_windows(Sb, R, rows)  # (c, w, w)
@@ -203,17 +205,18 @@ def _window_errors(Sb: BandedMatrix, p: np.ndarray, radii: np.ndarray, Pb: Bande
         x[:, 0] = 1.0 / L[:, 0, 0]
         for k in range(1, w):  # x = L^{-1} e_0, a loop over the window (length w), not over rows
             x[:, k] = -np.einsum("ij,ij->i", L[:, k, :k], x[:, :k]) / L[:, k, k]
-        inv_diag = np.cumsum(x * x, axis=-1)[:, 2 * np.minimum(radii, R)]  # (c, n_r)
+        inv_diag = np.cumsum(x * x, axis=-1)[:, kk]  # (c, n_r)
         opt[:, rows] = np.where(live[:, None], np.maximum(p[rows][None, :] - inv_diag.T, 0.0), 0.0)
         if Pb is not None:
             i = np.arange(d)[rows]
             pos = i[:, None] + offs[None, :]
             b = np.where(valid, _gather(Pb.data, np.broadcast_to(i[:, None], pos.shape), pos), 0.0)
-            M = b[:, :, None] * W * b[:, None, :]
-            M = np.where(valid[:, :, None] & valid[:, None, :], M, 0.0)
-            quad = np.cumsum(np.cumsum(M, axis=1), axis=2)
-            k = 2 * np.minimum(radii, R)
-            t = quad[:, k, k] - p[rows][:, None]  # (c, n_r)
+            # (B Sigma B)_ii over the leading (2r + 1)-window = sum_{a, c <= 2r} b_a W_ac b_c
+            # = cumsum_a b_a (W_aa b_a + 2 sum_{c < a} W_ac b_c) (W symmetric; b = 0 on padded
+            # positions, so the identity padding adds nothing)
+            Wb = np.einsum("iac,ic->ia", np.where(strict, W, 0.0), b)
+            quad = np.cumsum(b * (2.0 * Wb + np.einsum("iaa->ia", W) * b), axis=-1)[:, kk]
+            t = quad - p[rows][:, None]  # (c, n_r)
             trunc[:, rows] = np.where(  # type: ignore[index]  # trunc is an array when Pb is given
                 live[:, None], np.maximum(t.T, 0.0), 0.0)
     return opt, trunc

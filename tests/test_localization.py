@@ -87,3 +87,49 @@ def test_window_blocks_match_the_direct_gather():
             np.testing.assert_array_equal(window_blocks(A, r), _window_blocks_reference(A, r))
     A = rng.standard_normal((7, 7))
     np.testing.assert_array_equal(window_blocks(A, 2), _window_blocks_reference(A, 2))
+
+
+def test_banded_truncation_against_the_dropped_rows(monkeypatch):
+    """Banded truncation error ((B Sigma B)_ii - P_ii by one cumulative sum over the window) against
+    q_i^T Sigma q_i with the dropped parts q_i of P's rows written out, over several row chunks."""
+    import locality.localization as LZ
+    from locality import BandedMatrix, ou_localization_error, ou_precision
+
+    P0 = random_banded_precision(40, 2, coupling=0.7, random_state=5, banded=True)
+    t = 0.4
+    S = ou_covariance(np.linalg.inv(P0.to_dense()), t)
+    P = np.linalg.inv(S)
+    radii = np.array([0, 1, 2, 5, 9, 38, 50])
+    d = S.shape[0]
+    ref = np.zeros((radii.size, d))
+    for k, r in enumerate(radii):
+        for i in range(d):
+            q = np.where(np.abs(np.arange(d) - i) > r, P[i], 0.0)
+            ref[k, i] = q @ S @ q
+    monkeypatch.setattr(LZ, "_WINDOW_ENTRIES", 7 * 19 * 19)  # chunks of 7 rows at R = 9
+    res = ou_localization_error(P0, t, radii)
+    scale = float(np.max(np.diag(P)))
+    assert_allclose(res.truncation, ref, rtol=1e-9, atol=1e-13 * scale)
+    Sb = BandedMatrix.from_dense(S, d - 1)
+    Pb = ou_precision(P0, t, half_width=9)
+    _, trunc = LZ._window_errors(Sb.with_half_width(18), Pb.data[0], radii[:5], Pb)
+    assert_allclose(trunc, ref[:5], rtol=1e-9, atol=1e-13 * scale)
+
+
+def test_error_summary_fits_above_the_rounding_floor():
+    """locality-error's decay fit reads, per d, only the radii above 1e-10 of that d's largest sum_i e_i:
+    sums at the rounding floor (~1e-16 per component) must not enter the slope, at any d."""
+    import pandas as pd
+
+    from phase_transition import get_experiment
+
+    rows = []
+    for d in (50, 102400):
+        for r in range(13):
+            e = d * 1e-3 * 10.0 ** (-1.1 * r) if r <= 8 else d * (2e-16 + 1e-17 * r)  # floor beyond r = 8
+            for trial in range(2):
+                rows.append({"d": d, "r": r, "trial": trial, "error_sum": e, "error_max": e / d, "error_mean": e / d,
+                             "truncation_sum": e, "error": ""})
+    s = get_experiment("locality-error").summarize(pd.DataFrame(rows), {})
+    for d in (50, 102400):
+        assert s[f"decades per unit r of sum_i e_i (d={d})"] == pytest.approx(1.1, abs=1e-3)
