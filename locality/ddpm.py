@@ -501,7 +501,33 @@ def _generated_covariance_diagonal(score: LinearScore) -> np.ndarray:
     return c[..., :, None] * np.eye(score.d)
 
 
-def generated_covariance_banded(score: LinearScore, *, chunk: int = 50) -> np.ndarray:
+def _row_block_layout(d: int, r: int, s: int):
+    """Dense row blocks of a band matrix of half-width ``r``: block ``q`` holds rows ``[a_q, b_q)``
+    (``s`` rows) and columns ``[lo_q, hi_q)``, ``lo_q = max(0, a_q - r)``, ``hi_q = min(d, b_q + r)``.
+
+    Returns the bounds ``(n_blocks, 4)`` (rows ``a, b``, columns ``lo, hi``), the padded block shape
+    ``(n_blocks, s, min(s + 2 r, d))``, the flat index in that array of the valid entries of the
+    padded rows of :func:`locality.localization._window_index` (row-major order), and that of the
+    diagonal entries ``(i, i)``.
+    """
+    pos, valid, _ = _window_index(d, r)
+    a = np.arange(0, d, s)
+    bounds = np.stack([a, np.minimum(d, a + s), np.maximum(0, a - r), np.minimum(d, a + s + r)], axis=1)
+    width = min(s + 2 * r, d)
+    i, j = np.nonzero(valid)
+    q = i // s
+    flat = (q * s + (i - a[q])) * width + (pos[i, j] - bounds[q, 2])
+    i = np.arange(d)
+    q = i // s
+    flat_diag = (q * s + (i - a[q])) * width + (i - bounds[q, 2])
+    return bounds, (a.size, s, width), flat, flat_diag
+
+
+#: rows per dense block of B_k in :func:`generated_covariance_banded` (16 .. 32 within noise at d = 512, 1024, r = 4 .. 16)
+_ROW_BLOCK = 24
+
+
+def generated_covariance_banded(score: LinearScore, *, chunk: int = 50, block: int | None = None) -> np.ndarray:
     """Exact generated covariance (SPEC B4) in ``O(T d^2 r)``, using the structure of the score matrices.
 
     The same quantity as :func:`generated_covariance`, computed so that it stays
@@ -511,19 +537,24 @@ def generated_covariance_banded(score: LinearScore, *, chunk: int = 50) -> np.nd
       a function of ``Sigma_hat``, so all ``B_k`` commute and ``C_gen`` is the
       scalar recursion ``c <- b_k^2 c + beta_k`` on the eigenvalues, applied in
       the eigenbasis of ``Sigma_hat`` (one eigendecomposition, ``O(d^3 + T d)``;
-      delegated to :func:`generated_covariance`);
+      delegated to :func:`generated_covariance`); ``r = 0``: the diagonal recursion;
     * localized score: ``M_k`` is banded (half-width ``r``), and the recursion
       ``C <- B_k C B_k^T + beta_k I`` with ``B_k = (I - beta_k M_k) / sqrt(alpha_k)``
-      is run as ``X = M_k C`` (sparse-dense product, ``O(d^2 r)``), ``Y = M_k X^T``
-      ``= M_k C M_k^T`` (``C`` symmetric), and
-      ``C <- (C - beta_k (X + X^T) + beta_k^2 Y) / alpha_k + beta_k I``.  No
-      ``d x d x d`` product, no dense ``M_k``.
+      is run on ``D = C prod_k alpha_k`` (a scalar factor, so that no step needs an
+      elementwise pass over a ``d x d`` array) as ``V = (I - beta_k M_k) D`` and
+      ``D <- V (I - beta_k M_k)^T + beta_k prod_k alpha_k I`` (no symmetry of ``C`` assumed),
+      both products as dense matrix products on row blocks of ``I - beta_k M_k``
+      (``block`` rows, the ``block + 2 r`` columns they touch):
+      ``O(d^2 (block + 2 r))`` per step in BLAS, no ``d x d x d`` product, no dense ``M_k``
+      (2.5-3x less CPU than sparse CSR products at ``d = 1024``, ``r = 4 .. 16``).
 
     Parameters
     ----------
     score : LinearScore
     chunk : int, default 50
         Steps whose bands are formed at once.
+    block : int, optional
+        Rows per block of ``M_k`` (default ``_ROW_BLOCK``).
 
     Returns
     -------
@@ -532,34 +563,46 @@ def generated_covariance_banded(score: LinearScore, *, chunk: int = 50) -> np.nd
     if not isinstance(score, LinearScore):
         raise TypeError(f"score must be a LinearScore, got {type(score).__name__}")
     chunk = check_int("chunk", chunk, low=1)
+    block = _ROW_BLOCK if block is None else check_int("block", block, low=1)
     if score.symmetric_none:
         return generated_covariance(score, chunk=chunk)
-    import scipy.sparse as sp
-
+    if score.r == 0:
+        return _generated_covariance_diagonal(score)
     sch = score.schedule
     betas, alphas = np.asarray(sch.betas), np.asarray(sch.alphas)
-    d = score.d
-    pos, valid, _ = _window_index(d, score.r)
-    indices = pos[valid]
-    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+    d, r = score.d, int(score.r)
+    s = min(block, d)
+    bounds, bshape, flat, flat_diag = _row_block_layout(d, r, s)
+    _, valid, _ = _window_index(d, r)
     n_prob = int(np.prod(score.batch_shape, dtype=int))
-    C = np.broadcast_to(np.eye(d), (n_prob, d, d)).copy()
-    eye_idx = np.arange(d)
+    # C = gamma D with the scalar gamma = prod 1/alpha_k over the steps done, so that a step is
+    # V = B_k D, D <- V B_k^T + (beta_k / gamma) I with B_k = I - beta_k M_k: two block products,
+    # no elementwise pass over the d x d arrays
+    D = np.broadcast_to(np.eye(d), (n_prob, d, d)).copy()
+    V = np.empty((d, d))
+    out = np.empty((n_prob, d, d))
+    diag = np.arange(d)
+    gamma = 1.0
     for hi in range(sch.T, 0, -chunk):
         lo = max(0, hi - chunk)
-        rows = score.band_rows(lo, hi).reshape((n_prob, hi - lo, d, -1))
-        for j in range(hi - lo - 1, -1, -1):
+        K = hi - lo
+        rows = score.band_rows(lo, hi).reshape((n_prob, K, d, -1))
+        blocks = np.zeros((n_prob, K) + bshape)
+        flat_blocks = blocks.reshape(n_prob, K, -1)
+        flat_blocks[..., flat] = rows[..., valid] * (-betas[lo:hi])[:, None]
+        flat_blocks[..., flat_diag] += 1.0  # the blocks of B_k = I - beta_k M_k
+        for j in range(K - 1, -1, -1):
             k = lo + j
+            gamma /= alphas[k]
             for p in range(n_prob):
-                M = sp.csr_matrix((rows[p, j][valid], indices, indptr), shape=(d, d))
-                X = M @ C[p]
-                Y = M @ X.T
-                Cp = C[p]  # in place: C <- (C - beta (X + X^T) + beta^2 Y) / alpha + beta I
-                Cp -= betas[k] * X
-                Cp -= betas[k] * X.T
-                Cp += betas[k] ** 2 * Y
-                Cp /= alphas[k]
-                Cp[eye_idx, eye_idx] += betas[k]
+                Dp, Op, Bb = D[p], out[p], blocks[p, j]
+                for q, (a, b, c0, c1) in enumerate(bounds):  # V = B D
+                    np.matmul(Bb[q, : b - a, : c1 - c0], Dp[c0:c1], out=V[a:b])
+                for q, (a, b, c0, c1) in enumerate(bounds):  # D <- V B^T + (beta / gamma) I
+                    np.matmul(V[:, c0:c1], Bb[q, : b - a, : c1 - c0].T, out=Op[:, a:b])
+                Op[diag, diag] += betas[k] / gamma
+            D, out = out, D
+    C = gamma * D
     C = 0.5 * (C + np.swapaxes(C, -1, -2))
     return C.reshape(score.batch_shape + (d, d))
 

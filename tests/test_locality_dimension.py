@@ -89,3 +89,42 @@ def test_dimension_random_banded_target_runs_and_validates():
     P = get_experiment("locality-dimension").parameters
     with pytest.raises(ValueError, match="b"):
         P(d=4, N=10, r=1, target="banded", b=4)
+
+
+def _csr_recursion(score):
+    """The recursion C <- B C B^T + beta I with sparse CSR products (the previous implementation), float64."""
+    import scipy.sparse as sp
+
+    from locality.localization import _window_index
+
+    sch = score.schedule
+    d = score.d
+    pos, valid, _ = _window_index(d, score.r)
+    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+    rows = score.band_rows(0, sch.T).reshape((-1, sch.T, d, pos.shape[1]))
+    out = []
+    for p in range(rows.shape[0]):
+        C = np.eye(d)
+        for k in range(sch.T - 1, -1, -1):
+            M = sp.csr_matrix((rows[p, k][valid], pos[valid], indptr), shape=(d, d))
+            B = sp.identity(d, format="csr") - sch.betas[k] * M
+            C = (B @ (B @ C).T).T / sch.alphas[k] + sch.betas[k] * np.eye(d)
+        out.append(0.5 * (C + C.T))
+    return np.array(out).reshape(score.batch_shape + (d, d))
+
+
+@pytest.mark.parametrize("d, r, block", [(37, 3, 8), (37, 9, 5), (37, 2, 64), (50, 1, 1), (50, 24, 7)])
+def test_banded_propagation_row_blocks(d, r, block):
+    """Row blocks of B_k = I - beta_k M_k (blocks not dividing d, r above the block size, one block, r = d // 2 - 1)
+    against the dense unrolled recursion and the sparse CSR recursion, batched problems, chunk edges."""
+    _, Sh = _sigma_hat(d, 30, 2, 3)
+    for method in ("truncate", "marginal"):
+        sc = LinearScore(Sh, schedule=DDPMSchedule(T=60), method=method, r=r)
+        got = generated_covariance_banded(sc, chunk=13, block=block)
+        dense, csr = generated_covariance(sc), _csr_recursion(sc)
+        scale = np.max(np.abs(dense))
+        assert np.max(np.abs(got - dense)) <= 1e-12 * scale
+        assert np.max(np.abs(got - csr)) <= 1e-12 * scale
+        np.testing.assert_array_equal(got, np.swapaxes(got, -1, -2))
+    one = LinearScore(Sh[1], schedule=DDPMSchedule(T=60), method="marginal", r=r)
+    np.testing.assert_allclose(generated_covariance_banded(one, block=block), got[1], rtol=0, atol=1e-13 * scale)
