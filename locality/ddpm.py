@@ -176,7 +176,21 @@ class LinearScore:
     """
 
     def __init__(self, Sigma_hat: Any, *, schedule: DDPMSchedule | None = None, method: str = "none", r: Any = None):
-        S = _check_psd("Sigma_hat", Sigma_hat)
+        self._setup(_check_psd("Sigma_hat", Sigma_hat), schedule, method, r)
+
+    def localized(self, method: str, r: Any = None) -> LinearScore:
+        """The score of the same ``Sigma_hat`` and schedule with localization ``method`` and radius ``r``.
+
+        Equal to ``LinearScore(Sigma_hat, schedule=self.schedule, method=method, r=r)`` without
+        validating ``Sigma_hat`` again (one ``eigvalsh`` of each ``d x d`` matrix saved) and reusing
+        this score's eigenpairs of ``Sigma_hat`` where the new one needs them.
+        """
+        new = object.__new__(LinearScore)
+        new._setup(self._S, self.schedule, method, r, None if self._V is None else (self._mu, self._V))
+        return new
+
+    def _setup(self, S: np.ndarray, schedule: DDPMSchedule | None, method: str, r: Any, eig: Any = None) -> None:
+        self._S = S
         self.schedule = DDPMSchedule() if schedule is None else schedule
         if not isinstance(self.schedule, DDPMSchedule):
             raise TypeError(f"schedule must be a DDPMSchedule, got {type(self.schedule).__name__}")
@@ -193,9 +207,9 @@ class LinearScore:
         self._local = method in ("truncate", "marginal") and r < d - 1
         if method == "marginal" and self._local:
             self._mu, self._Vb = _local_eigh(S, r)
+            self._V = None
         else:
-            mu, V = np.linalg.eigh(S)
-            self._mu, self._V = mu, V
+            self._mu, self._V = np.linalg.eigh(S) if eig is None else eig
         self._W_cache: np.ndarray | None = None
 
     @property

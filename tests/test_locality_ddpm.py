@@ -219,3 +219,17 @@ def test_local_eigh_reconstructs_the_padded_blocks(d, r):
     assert_allclose((V * mu[..., None, :]) @ np.swapaxes(V, -1, -2), B, rtol=0, atol=1e-12)
     assert_allclose(np.swapaxes(V, -1, -2) @ V, np.broadcast_to(np.eye(B.shape[-1]), B.shape), rtol=0, atol=1e-12)
     assert_allclose(np.sort(mu, axis=-1), np.linalg.eigvalsh(B), rtol=0, atol=1e-12)
+
+
+def test_localized_equals_a_fresh_score(small):
+    """LinearScore.localized (Sigma_hat validated once, eigenpairs reused) gives the same matrices as a new score."""
+    _, Sh, sch = small
+    base = LinearScore(np.stack([Sh, Sh + 0.1 * np.eye(10)]), schedule=sch)
+    for src in (base, base.localized("marginal", 3)):
+        for method, r in (("none", None), ("truncate", 2), ("marginal", 3), ("marginal", 9), ("truncate", 0)):
+            got = src.localized(method, r)
+            ref = LinearScore(np.stack([Sh, Sh + 0.1 * np.eye(10)]), schedule=sch, method=method, r=r)
+            assert (got.method, got.r, got.batch_shape) == (ref.method, ref.r, ref.batch_shape)
+            np.testing.assert_array_equal(got.matrices(0, 60), ref.matrices(0, 60))
+    with pytest.raises(ValueError, match="r must be given"):
+        base.localized("marginal")

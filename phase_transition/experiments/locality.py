@@ -720,9 +720,10 @@ def _run_dimension(tasks: Sequence[Task]) -> list[dict]:
         sch = strided_schedule(int(p["T"]))
         Sh = empirical_covariance(gaussian_samples(Sigma, int(p["N"]), random_state=rng))
         norm = float(np.max(np.linalg.eigvalsh(Sigma)))  # ||Sigma||_2, shared by the group's errors
-        ref = _sym_relative_error(generated_covariance_banded(LinearScore(Sh, schedule=sch, method="none")), Sigma, norm)
+        nonlocal_score = LinearScore(Sh, schedule=sch, method="none")
+        ref = _sym_relative_error(generated_covariance_banded(nonlocal_score), Sigma, norm)
         for i in idxs:
-            sc = LinearScore(Sh, schedule=sch, method=str(p["method"]), r=int(tasks[i].params["r"]))
+            sc = nonlocal_score.localized(str(p["method"]), int(tasks[i].params["r"]))  # Sigma_hat validated once
             out[i] = {"rel_error": _sym_relative_error(generated_covariance_banded(sc), Sigma, norm),
                       "rel_error_nonlocal": ref}
     return out  # type: ignore[return-value]
