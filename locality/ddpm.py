@@ -83,8 +83,8 @@ def empirical_covariance(X: Any) -> np.ndarray:
     return np.swapaxes(X, -1, -2) @ X / N
 
 
-def _check_psd(name: str, S: Any) -> np.ndarray:
-    """Symmetric positive semi-definite (an empirical covariance may be singular), stacks allowed."""
+def _check_symmetric(name: str, S: Any) -> tuple[np.ndarray, float]:
+    """Finite symmetric square matrices (stacks allowed) as float64, and their largest |entry|."""
     S = np.asarray(S, dtype=np.float64)
     if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
         raise ValueError(f"{name} must be square, shape (..., d, d), got shape {S.shape}")
@@ -94,10 +94,28 @@ def _check_psd(name: str, S: Any) -> np.ndarray:
     asym = float(np.max(np.abs(S - np.swapaxes(S, -1, -2))))
     if asym > 1e-10 * scale:
         raise ValueError(f"{name} must be symmetric, got max |{name} - {name}^T| = {asym:.3g}")
-    lam_min = float(np.min(np.linalg.eigvalsh(S)))
+    return S, scale
+
+
+def _check_eigenvalues(name: str, lam_min: float, scale: float) -> None:
     if lam_min < -1e-10 * scale:
         raise ValueError(f"{name} must be positive semi-definite, got smallest eigenvalue {lam_min:.3g}")
+
+
+def _check_psd(name: str, S: Any) -> np.ndarray:
+    """Symmetric positive semi-definite (an empirical covariance may be singular), stacks allowed."""
+    S, scale = _check_symmetric(name, S)
+    _check_eigenvalues(name, float(np.min(np.linalg.eigvalsh(S))), scale)
     return 0.5 * (S + np.swapaxes(S, -1, -2))
+
+
+def _check_psd_eigh(name: str, S: Any) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """:func:`_check_psd` with the eigenvalues from ``eigh`` of the symmetrized matrix; returns it and ``(mu, V)``."""
+    S, scale = _check_symmetric(name, S)
+    S = 0.5 * (S + np.swapaxes(S, -1, -2))
+    mu, V = np.linalg.eigh(S)
+    _check_eigenvalues(name, float(np.min(mu)), scale)
+    return S, (mu, V)
 
 
 def dsm_precision(Sigma_hat: Any, alpha_bar: Any) -> np.ndarray:
@@ -176,7 +194,10 @@ class LinearScore:
     """
 
     def __init__(self, Sigma_hat: Any, *, schedule: DDPMSchedule | None = None, method: str = "none", r: Any = None):
-        self._setup(_check_psd("Sigma_hat", Sigma_hat), schedule, method, r)
+        if method == "marginal":  # local eigenpairs only: the check's own eigvalsh
+            self._setup(_check_psd("Sigma_hat", Sigma_hat), None, schedule, method, r)
+        else:  # the eigenpairs of Sigma_hat serve the PSD check and the score
+            self._setup(*_check_psd_eigh("Sigma_hat", Sigma_hat), schedule, method, r)
 
     def localized(self, method: str, r: Any = None) -> LinearScore:
         """The score of the same ``Sigma_hat`` and schedule with localization ``method`` and radius ``r``.
@@ -186,10 +207,10 @@ class LinearScore:
         this score's eigenpairs of ``Sigma_hat`` where the new one needs them.
         """
         new = object.__new__(LinearScore)
-        new._setup(self._S, self.schedule, method, r, None if self._V is None else (self._mu, self._V))
+        new._setup(self._S, None if self._V is None else (self._mu, self._V), self.schedule, method, r)
         return new
 
-    def _setup(self, S: np.ndarray, schedule: DDPMSchedule | None, method: str, r: Any, eig: Any = None) -> None:
+    def _setup(self, S: np.ndarray, eig: Any, schedule: DDPMSchedule | None, method: str, r: Any) -> None:
         self._S = S
         self.schedule = DDPMSchedule() if schedule is None else schedule
         if not isinstance(self.schedule, DDPMSchedule):

@@ -233,3 +233,20 @@ def test_localized_equals_a_fresh_score(small):
             np.testing.assert_array_equal(got.matrices(0, 60), ref.matrices(0, 60))
     with pytest.raises(ValueError, match="r must be given"):
         base.localized("marginal")
+
+
+def test_psd_check_for_every_method(small):
+    """The PSD check (eigvalsh, or the score's own eigh for 'none' / 'truncate') rejects the same inputs."""
+    S, Sh, sch = small
+    for method, r in (("none", None), ("truncate", 2), ("marginal", 2)):
+        with pytest.raises(ValueError, match="Sigma_hat must be positive semi-definite"):
+            LinearScore(Sh - 0.01 * np.eye(10), schedule=sch, method=method, r=r)
+        with pytest.raises(ValueError, match="Sigma_hat must be symmetric"):
+            LinearScore(Sh + np.triu(np.ones((10, 10)), 1), schedule=sch, method=method, r=r)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            LinearScore(np.full((10, 10), np.nan), schedule=sch, method=method, r=r)
+        LinearScore(Sh, schedule=sch, method=method, r=r)  # singular PSD (N < d) accepted
+    mu, V = np.linalg.eigh(Sh)
+    sc = LinearScore(Sh, schedule=sch)
+    np.testing.assert_array_equal(sc._mu, mu)
+    np.testing.assert_array_equal(sc._V, V)
