@@ -512,7 +512,7 @@ class LocalScoreMLP(nn.Module):
                 return torch.empty(B, R, self.width, dtype=dtype, device=device)
             ws = (key, {"pre": [buf() for _ in range(self.depth)], "acts": [buf() for _ in range(self.depth)],
                         "dh": buf(), "da": buf()})
-            self._ws = ws
+            self._ws: Any = ws
         return ws[1]
 
     def score(self, x, k, alpha_bars):
@@ -537,7 +537,7 @@ class _AllPositionsEval:
     def __init__(self, net: LocalScoreMLP, S: int, L: int, block: int):
         self.net, self.S, self.L = net, S, L
         B, H = net.n_models, net.width
-        p = net.freqs.dtype, net.freqs.device
+        p: Any = net.freqs.dtype, net.freqs.device
         self.sb = sb = min(block, S)
         R = sb * L
         perm = net._perm if net.first_layer == "grouped" else None
@@ -784,7 +784,8 @@ class LocalScoreFit:
             steps = check_int("steps", steps, low=1, high=self.schedule.T)
         batch_size = check_int("batch_size", batch_size, low=1)
         B = len(self.radii)
-        device, dtype = self.network.freqs.device, self.network.freqs.dtype
+        device: Any = self.network.freqs.device
+        dtype: Any = self.network.freqs.dtype
         rngs = problem_generators(random_state, B)  # one stream per network
         idx = sampler_steps(self.schedule.T, steps)
         with torch.no_grad():

@@ -226,9 +226,11 @@ class LinearScore:
         self.batch_shape = S.shape[:-2]
         self._alpha_bars = np.asarray(self.schedule.alpha_bars)
         self._local = method in ("truncate", "marginal") and r < d - 1
+        # the eigenpairs: of the local blocks (marginal, _Vb) or of S (_V); the other one is None
+        self._V: Any = None
+        self._Vb: Any = None
         if method == "marginal" and self._local:
             self._mu, self._Vb = _local_eigh(S, r)
-            self._V = None
         else:
             self._mu, self._V = np.linalg.eigh(S) if eig is None else eig
         self._W_cache: np.ndarray | None = None
@@ -431,7 +433,7 @@ def _step_factors(score: LinearScore, dtype: Any = np.float64) -> tuple[np.ndarr
         Vt = np.swapaxes(V, -1, -2)  # (nb, d, m, pos)
         vc = V[:, i, centre, :]  # (nb, d, w): V_i[c_i, m]
         Wf = Vt[:, i[:, None, None], np.arange(w)[None, :, None], p[:, None, :]]  # (nb, d, w, wc): V_i[col_ij - lo_i, m]
-        mu = score._mu.reshape(nb, d, w)
+        mu: np.ndarray = score._mu.reshape(nb, d, w)
     else:
         V = score._V.reshape(nb, d, d).astype(dtype)
         keep = (col >= 0) & (col < d) & (np.abs(col - i[:, None]) <= r)
